@@ -1,0 +1,402 @@
+"""Recipe configurations: every default in one place, parsed and validated without torch.
+
+A run's config is a flat JSON object. Each recipe declares its fields (name, type, default, group, help,
+bounds); `resolve_config` fills the defaults, applies overrides (`--set key=value`, CLI flags, a form),
+and rejects unknown keys and impossible values with a one-line `ConfigError` before any work starts.
+The TUI, the CLI and the worker all go through here, so a config that validates in one validates in all.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+CONFIG_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A bad config value; the message is one line that names the field and the problem."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One config key: its type drives parsing from strings, its bounds drive validation."""
+
+    name: str
+    type: str  # "int" | "float" | "bool" | "str" | "ints" | "floats"
+    default: Any
+    group: str
+    help: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
+    optional: bool = False  # None allowed
+    min_exclusive: bool = False
+    length: int | None = None  # exact length for list types
+    check: Callable[[Any], str | None] | None = field(default=None, compare=False)
+
+
+DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,2}|mps)$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _check_device(v: str) -> str | None:
+    return None if DEVICE_RE.match(v) else "must be auto, cpu, cuda or cuda:N"
+
+
+def _check_name(v: str | None) -> str | None:
+    if v is None:
+        return None
+    if not NAME_RE.match(v):
+        return "must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
+    return None
+
+
+def _check_dataset(v: str) -> str | None:
+    from engine.control.datasets import dataset_syntax_error
+
+    return dataset_syntax_error(v)
+
+
+# --- fields shared by every recipe, grouped as data / model / optimization / run -------------------
+
+COMMON: tuple[Field, ...] = (
+    # data
+    Field("dataset", "str", "synthetic", "data",
+          "synthetic | cifar10 | mnist | npz:PATH (see README)", check=_check_dataset),
+    Field("data_root", "str", None, "data", "folder holding the torchvision data set files", optional=True),
+    Field("download", "bool", False, "data", "let torchvision download the data set (online nodes only)"),
+    Field("augment", "bool", True, "data", "random resized crop 0.7-1, flip, small colour jitter on train batches"),
+    # model
+    Field("width", "int", 196, "model", "feature channels of every conv layer (seed: 196, or 128 for speed)",
+          min=1, max=4096),
+    # optimization
+    Field("epochs", "int", 100, "optimization", "number of passes over the training set", min=1, max=100000),
+    Field("batch_size", "int", 128, "optimization", "images per step (incomplete last batch is dropped)",
+          min=2, max=65536),
+    Field("lr", "float", 1e-4, "optimization", "Adam learning rate", min=0.0, max=10.0, min_exclusive=True),
+    Field("betas", "floats", [0.9, 0.999], "optimization", "Adam betas", min=0.0, max=0.999999, length=2),
+    # run
+    Field("name", "str", None, "run", "run name (letters, digits, . _ -); default: recipe-dataset",
+          optional=True, check=_check_name),
+    Field("seed", "int", 0, "run", "seed of every random draw (data order, augmentation, noise, init)",
+          min=0, max=2**31 - 1),
+    Field("device", "str", "auto", "run", "auto | cpu | cuda | cuda:N", check=_check_device),
+    Field("precision", "str", "auto", "run", "auto (bf16 on CUDA, fp32 on CPU) | fp32 | tf32 | bf16",
+          choices=("auto", "fp32", "tf32", "bf16")),
+    Field("compile", "bool", False, "run", "torch.compile the model forward passes (CUDA, measured first)"),
+    Field("deterministic", "bool", False, "run", "deterministic kernels (slower; exact resume on CPU)"),
+    Field("log_every", "int", 50, "run", "steps per train metrics record (averages over the window)",
+          min=1, max=10**7),
+    Field("keep_every", "int", 25, "run", "keep checkpoints/epoch_NNN.pt every k epochs (0: only last/final)",
+          min=0, max=10**6),
+    Field("threads", "int", 0, "run", "CPU threads for torch (0: torch's default)", min=0, max=1024),
+)
+
+BASELINE: tuple[Field, ...] = (
+    Field("lr_drop_epochs", "ints", [50, 75], "optimization",
+          "after these many epochs the lr is multiplied by the matching lr_drop_factors", min=1),
+    Field("lr_drop_factors", "floats", [0.1, 0.01], "optimization",
+          "lr multipliers (of the initial lr) that apply after each lr_drop_epochs entry", min=0.0,
+          min_exclusive=True, max=1e6),
+    Field("leaky_slope", "float", 0.01, "model", "LeakyReLU negative slope in the discriminator", min=0.0, max=1.0),
+)
+
+ACGAN: tuple[Field, ...] = (
+    Field("n_z", "int", 100, "model", "generator noise size; the first 10 dims carry the one-hot class",
+          min=1, max=100000),
+    Field("leaky_slope", "float", 0.01, "model", "LeakyReLU negative slope in the discriminator", min=0.0, max=1.0),
+    Field("gp_lambda", "float", 10.0, "loss", "gradient penalty weight (WGAN-GP)", min=0.0, max=1e6),
+    Field("gen_every", "int", 1, "optimization", "train the generator every k steps (seed: 1)", min=1, max=1000),
+    Field("save_noise_seed", "int", 352, "run", "numpy seed of the fixed 10x10 sample noise (seed: 352)",
+          min=0, max=2**32 - 1),
+)
+
+
+@dataclass(frozen=True)
+class RecipeSpec:
+    """A recipe: its fields with the seed's defaults, the module that trains it, the metrics it logs."""
+
+    name: str
+    summary: str
+    module: str
+    fields: tuple[Field, ...]
+    defaults: Mapping[str, Any]  # overrides of COMMON defaults for this recipe
+    train_metrics: tuple[str, ...]
+    loss_metrics: tuple[str, ...]  # the subset drawn as the "losses" chart
+    has_generator: bool
+    check: Callable[[dict[str, Any]], str | None] | None = None
+
+    def all_fields(self) -> dict[str, Field]:
+        out: dict[str, Field] = {f.name: f for f in COMMON}
+        for f in self.fields:
+            out[f.name] = f
+        return out
+
+    def default_config(self) -> dict[str, Any]:
+        cfg = {name: _copy(f.default) for name, f in self.all_fields().items()}
+        cfg.update({k: _copy(v) for k, v in self.defaults.items()})
+        cfg["recipe"] = self.name
+        return cfg
+
+
+def _copy(v: Any) -> Any:
+    return list(v) if isinstance(v, (list, tuple)) else v
+
+
+def _check_baseline(cfg: dict[str, Any]) -> str | None:
+    drops, factors = cfg["lr_drop_epochs"], cfg["lr_drop_factors"]
+    if len(drops) != len(factors):
+        return f"lr_drop_epochs ({len(drops)} entries) and lr_drop_factors ({len(factors)}) must have equal length"
+    if list(drops) != sorted(set(drops)):
+        return "lr_drop_epochs must be strictly increasing"
+    return None
+
+
+def _check_acgan(cfg: dict[str, Any]) -> str | None:
+    if cfg["n_z"] < 10:
+        return f"n_z={cfg['n_z']} must be at least the 10 classes whose one-hot fills its first dims"
+    return None
+
+
+RECIPES: dict[str, RecipeSpec] = {
+    "baseline": RecipeSpec(
+        name="baseline",
+        summary="the seed's discriminator trained alone as a CIFAR-10 classifier (cross-entropy on fc10)",
+        module="engine.recipes.baseline",
+        fields=BASELINE,
+        defaults={"epochs": 100, "lr": 1e-4, "betas": [0.9, 0.999], "batch_size": 128},
+        train_metrics=("loss", "acc"),
+        loss_metrics=("loss",),
+        has_generator=False,
+        check=_check_baseline,
+    ),
+    "acgan-wgangp": RecipeSpec(
+        name="acgan-wgangp",
+        summary="the seed's ACGAN generator + discriminator with the WGAN-GP loss (five D terms)",
+        module="engine.recipes.acgan",
+        fields=ACGAN,
+        defaults={"epochs": 500, "lr": 1e-4, "betas": [0.0, 0.9], "batch_size": 128},
+        train_metrics=("gp", "d_fake_source", "d_real_source", "d_real_class", "d_fake_class",
+                       "gen_source", "gen_class", "acc"),
+        loss_metrics=("gp", "d_fake_source", "d_real_source", "d_real_class", "d_fake_class"),
+        has_generator=True,
+        check=_check_acgan,
+    ),
+}
+
+
+def recipe_spec(name: str) -> RecipeSpec:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ConfigError(f"unknown recipe {name!r}{_suggest(name, RECIPES)}; "
+                          f"choose one of: {', '.join(RECIPES)}") from None
+
+
+def _suggest(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# --- parsing strings (CLI --set, form inputs) ------------------------------------------------------
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f"}
+
+
+def parse_value(f: Field, text: str) -> Any:
+    """Turn the text of `--set key=value` into the field's type, or raise ConfigError."""
+    s = text.strip()
+    if f.optional and s.lower() in {"none", "null", ""}:
+        return None
+    try:
+        if f.type == "int":
+            return _parse_int(s)
+        if f.type == "float":
+            return float(s)
+        if f.type == "bool":
+            low = s.lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError
+        if f.type == "str":
+            return s
+        if f.type in ("ints", "floats"):
+            if s.startswith("["):
+                items = json.loads(s)
+                if not isinstance(items, list):
+                    raise ValueError
+            else:
+                items = [p for p in s.split(",") if p.strip()] if s else []
+            conv = _parse_int if f.type == "ints" else float
+            return [conv(str(i).strip()) for i in items]
+    except (ValueError, json.JSONDecodeError):
+        pass
+    raise ConfigError(f"{f.name}={text!r} is not {_type_words(f)}")
+
+
+def _parse_int(s: str) -> int:
+    if re.fullmatch(r"[+-]?\d+", s):
+        return int(s)
+    v = float(s)  # accept 1e3 but not 2.5
+    if not math.isfinite(v) or v != int(v):
+        raise ValueError
+    return int(v)
+
+
+def _type_words(f: Field) -> str:
+    return {
+        "int": "an integer",
+        "float": "a number",
+        "bool": "true or false",
+        "str": "text",
+        "ints": "a comma-separated list of integers",
+        "floats": "a comma-separated list of numbers",
+    }[f.type]
+
+
+def parse_assignments(items: Iterable[str]) -> list[tuple[str, str]]:
+    """Split `key=value` strings; a missing '=' or empty key is a ConfigError."""
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r} must look like key=value")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"--set {item!r} has an empty key")
+        out.append((key, value))
+    return out
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+
+def _check_field(f: Field, v: Any) -> Any:
+    """Type-check and bound-check one value (already parsed); returns the normalised value."""
+    if v is None:
+        if f.optional:
+            return None
+        raise ConfigError(f"{f.name} must be set ({_type_words(f)})")
+    if f.type == "int":
+        if isinstance(v, bool) or not isinstance(v, int):
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            else:
+                raise ConfigError(f"{f.name}={v!r} is not {_type_words(f)}")
+        _bounds(f, v)
+    elif f.type == "float":
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{f.name}={v!r} is not {_type_words(f)}")
+        v = float(v)
+        if not math.isfinite(v):
+            raise ConfigError(f"{f.name}={v!r} must be a finite number")
+        _bounds(f, v)
+    elif f.type == "bool":
+        if not isinstance(v, bool):
+            raise ConfigError(f"{f.name}={v!r} is not {_type_words(f)}")
+    elif f.type == "str":
+        if not isinstance(v, str):
+            raise ConfigError(f"{f.name}={v!r} is not {_type_words(f)}")
+        if "\x00" in v:
+            raise ConfigError(f"{f.name} contains a NUL character")
+        if len(v) > 4096:
+            raise ConfigError(f"{f.name} is {len(v)} characters long; at most 4096")
+        if f.choices and v not in f.choices:
+            raise ConfigError(f"{f.name}={v!r}{_suggest(v, f.choices)} must be one of: {', '.join(f.choices)}")
+    elif f.type in ("ints", "floats"):
+        if not isinstance(v, (list, tuple)):
+            raise ConfigError(f"{f.name}={v!r} is not {_type_words(f)}")
+        sub = Field(f.name, f.type[:-1], None, f.group, f.help, f.min, f.max, min_exclusive=f.min_exclusive)
+        v = [_check_field(sub, x) for x in v]
+        if f.length is not None and len(v) != f.length:
+            raise ConfigError(f"{f.name} needs exactly {f.length} values, got {len(v)}")
+    if f.check is not None:
+        problem = f.check(v)
+        if problem:
+            raise ConfigError(f"{f.name}={v!r} {problem}")
+    return v
+
+
+def _bounds(f: Field, v: float) -> None:
+    if f.min is not None and (v < f.min or (f.min_exclusive and v == f.min)):
+        op = ">" if f.min_exclusive else ">="
+        raise ConfigError(f"{f.name}={v!r} must be {op} {_num(f.min)}")
+    if f.max is not None and v > f.max:
+        raise ConfigError(f"{f.name}={v!r} must be <= {_num(f.max)}")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+def resolve_config(recipe: str, overrides: Mapping[str, Any] | None = None,
+                   assignments: Iterable[str] = ()) -> dict[str, Any]:
+    """Defaults of `recipe`, then typed `overrides`, then `key=value` strings; validated as a whole.
+
+    Raises ConfigError naming the first problem. The result is what config.json holds.
+    """
+    spec = recipe_spec(recipe)
+    fields = spec.all_fields()
+    cfg = spec.default_config()
+    for key, value in (overrides or {}).items():
+        if key in ("recipe", "config_version"):
+            continue
+        if key not in fields:
+            raise ConfigError(f"unknown field {key!r} for recipe {recipe}{_suggest(key, fields)}")
+        cfg[key] = value
+    for key, text in parse_assignments(assignments):
+        if key == "recipe":
+            raise ConfigError("the recipe cannot be changed with --set; use --recipe")
+        if key not in fields:
+            raise ConfigError(f"unknown field {key!r} for recipe {recipe}{_suggest(key, fields)}")
+        cfg[key] = parse_value(fields[key], text)
+    return validate_config(cfg)
+
+
+def validate_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a complete config (e.g. read back from config.json); returns a normalised copy."""
+    if not isinstance(cfg, Mapping):
+        raise ConfigError("the config must be a JSON object")
+    recipe = cfg.get("recipe")
+    if not isinstance(recipe, str):
+        raise ConfigError("the config has no 'recipe'")
+    spec = recipe_spec(recipe)
+    fields = spec.all_fields()
+    unknown = [k for k in cfg if k not in fields and k not in ("recipe", "config_version")]
+    if unknown:
+        raise ConfigError(f"unknown field {unknown[0]!r} for recipe {recipe}{_suggest(unknown[0], fields)}")
+    out: dict[str, Any] = {"recipe": recipe, "config_version": CONFIG_VERSION}
+    defaults = spec.default_config()
+    for name, f in fields.items():
+        out[name] = _check_field(f, cfg.get(name, defaults[name]))
+    ds = out["dataset"]
+    if ds in ("cifar10", "mnist") and not out["data_root"]:
+        raise ConfigError(f"dataset {ds} needs --data-root (the folder holding its files)")
+    if spec.check is not None:
+        problem = spec.check(out)
+        if problem:
+            raise ConfigError(problem)
+    return out
+
+
+def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Keys whose values differ between two configs (for `fork`, `resume` and the compare screen)."""
+    keys = sorted(set(a) | set(b))
+    return {k: (a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)}
+
+
+def default_run_name(cfg: Mapping[str, Any]) -> str:
+    ds = str(cfg.get("dataset", "data"))
+    if ds.startswith("npz:"):
+        ds = re.sub(r"\.npz$", "", ds.rsplit("/", 1)[-1]) or "npz"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{cfg['recipe']}-{ds}").strip("-.")
+    return slug[:64] or "run"

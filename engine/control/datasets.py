@@ -1,0 +1,109 @@
+"""Torch-free checks that a data source exists and has the right files, run before any row or folder.
+
+The worker's loaders (`engine.data`) do the real reading; these checks only look at names, files and
+array headers, so the CLI and the TUI can refuse a bad `--dataset`/`--data-root` at once and say which
+file is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from engine.control.config import ConfigError
+
+BUILTIN = ("synthetic",)
+TORCHVISION = ("cifar10", "mnist")
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+CIFAR10_FILES = ("cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/data_batch_2",
+                 "cifar-10-batches-py/data_batch_3", "cifar-10-batches-py/data_batch_4",
+                 "cifar-10-batches-py/data_batch_5", "cifar-10-batches-py/test_batch")
+MNIST_FILES = ("MNIST/raw/train-images-idx3-ubyte", "MNIST/raw/train-labels-idx1-ubyte",
+               "MNIST/raw/t10k-images-idx3-ubyte", "MNIST/raw/t10k-labels-idx1-ubyte")
+
+
+def dataset_syntax_error(spec: str) -> str | None:
+    """None when `spec` names a known kind of source, else the reason (used by config validation)."""
+    if spec in BUILTIN or spec in TORCHVISION:
+        return None
+    if spec.startswith("npz:"):
+        return None if spec[4:].strip() else "needs a path after 'npz:'"
+    kinds = ", ".join((*BUILTIN, *TORCHVISION, "npz:PATH"))
+    return f"is not a known data source; use one of: {kinds}"
+
+
+def check_dataset_available(cfg: dict) -> None:
+    """Raise ConfigError (one line) when the config's data cannot be read; cheap, no torch."""
+    spec = cfg["dataset"]
+    if spec in BUILTIN:
+        return
+    if spec.startswith("npz:"):
+        check_npz(spec[4:])
+        return
+    root = cfg.get("data_root")
+    if not root:
+        raise ConfigError(f"dataset {spec} needs --data-root (the folder holding its files)")
+    path = Path(os.path.expanduser(root))
+    if cfg.get("download"):
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"data root {root} is not a folder")
+        return
+    if not path.is_dir():
+        raise ConfigError(f"data root {root} does not exist; point --data-root at the folder holding "
+                          f"the {spec} files, or add --download on a node that is online")
+    files = CIFAR10_FILES if spec == "cifar10" else MNIST_FILES
+    missing = [f for f in files if not (path / f).exists() and not (path / (f + ".gz")).exists()]
+    if missing:
+        raise ConfigError(f"data root {root} lacks the {spec} files ({', '.join(missing[:3])}"
+                          f"{' ...' if len(missing) > 3 else ''}); expected torchvision's layout, "
+                          f"or add --download on a node that is online")
+
+
+def check_npz(path_text: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Read only the array headers of an npz and check the four arrays; returns name -> (shape, dtype)."""
+    path = Path(os.path.expanduser(path_text.strip()))
+    if not path.exists():
+        raise ConfigError(f"npz file {path} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"npz path {path} is not a file")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"npz file {path} is not readable")
+    info: dict[str, tuple[tuple[int, ...], str]] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = {n[:-4] if n.endswith(".npy") else n: n for n in zf.namelist()}
+            missing = [k for k in NPZ_KEYS if k not in names]
+            if missing:
+                raise ConfigError(f"npz file {path} lacks the arrays {', '.join(missing)} "
+                                  f"(needs x_train, y_train, x_test, y_test)")
+            for key in NPZ_KEYS:
+                with zf.open(names[key]) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    if version == (1, 0):
+                        shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+                    else:
+                        shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+                info[key] = (tuple(shape), str(dtype))
+    except ConfigError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise ConfigError(f"npz file {path} is unreadable: {type(e).__name__}: {e}") from None
+    for split in ("train", "test"):
+        xs, xd = info[f"x_{split}"]
+        ys, _yd = info[f"y_{split}"]
+        if xd != "uint8":
+            raise ConfigError(f"npz file {path}: x_{split} is {xd}, expected uint8 images")
+        if len(xs) != 4 or xs[1] not in (1, 3):
+            raise ConfigError(f"npz file {path}: x_{split} has shape {xs}, expected N x C x H x W with C 1 or 3")
+        if len(ys) != 1 or ys[0] != xs[0]:
+            raise ConfigError(f"npz file {path}: y_{split} has shape {ys}, expected ({xs[0]},)")
+        if xs[0] == 0:
+            raise ConfigError(f"npz file {path}: x_{split} holds no images")
+    if info["x_train"][0][1:] != info["x_test"][0][1:]:
+        raise ConfigError(f"npz file {path}: train images {info['x_train'][0][1:]} and test images "
+                          f"{info['x_test'][0][1:]} differ in shape")
+    return info

@@ -1,0 +1,48 @@
+"""Starting workers: argv lists only (never a shell string), output to the run's log.txt."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from engine.control.paths import ensure_inside
+
+
+def worker_argv(run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "engine.worker", str(run_dir)]
+
+
+def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    # the worker must find this checkout's packages even when started from another cwd
+    src = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def spawn_worker(home: Path, run_dir: Path, *, new_session: bool, nice: int = 0,
+                 env_extra: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `python -m engine.worker RUN_DIR` with stdout+stderr appended to RUN_DIR/log.txt.
+
+    new_session=True makes the worker a process-group leader detached from the terminal (queued runs);
+    False keeps it in the caller's group so a terminal Ctrl-C reaches it too (headless runs).
+    """
+    run_dir = ensure_inside(home, run_dir)
+    fd = os.open(run_dir / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log = os.fdopen(fd, "ab", buffering=0)  # noqa: SIM115 - handed to the child
+    try:
+        def lower_priority() -> None:
+            if nice:
+                os.nice(nice)
+
+        return subprocess.Popen(worker_argv(run_dir), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=str(run_dir), env=worker_env(env_extra),
+                                start_new_session=new_session, close_fds=True,
+                                preexec_fn=lower_priority if nice else None)
+    finally:
+        log.close()

@@ -1,0 +1,95 @@
+"""Where a store lives and how run directories are named; every path is checked to stay inside the root."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+DEFAULT_HOME = "runs"
+RUN_SUBDIRS = ("samples", "checkpoints", "viz")
+
+
+class PathError(ValueError):
+    """A path that would leave the runs root, or a home that cannot be used."""
+
+
+def resolve_home(cli_home: str | None = None) -> Path:
+    """--home beats $GANMGR_HOME beats ./runs; returned absolute (not created)."""
+    raw = cli_home or os.environ.get("GANMGR_HOME") or DEFAULT_HOME
+    if "\x00" in raw:
+        raise PathError("the home path contains a NUL character")
+    home = Path(os.path.expanduser(raw)).resolve()
+    if home.exists() and not home.is_dir():
+        raise PathError(f"home {home} exists and is not a folder")
+    return home
+
+
+def ensure_home(home: Path) -> Path:
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return home
+
+
+def slugify(name: str, limit: int = 40) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return slug[:limit].strip("-") or "run"
+
+
+def run_dir_for(home: Path, run_id: int, name: str) -> Path:
+    return ensure_inside(home, home / f"{run_id}-{slugify(name)}")
+
+
+def ensure_inside(root: Path, path: Path) -> Path:
+    """Resolve `path` and refuse it unless it lies strictly inside `root`."""
+    root_r = root.resolve()
+    p = path.resolve()
+    if p == root_r or root_r not in p.parents:
+        raise PathError(f"{path} is outside the runs root {root_r}")
+    return p
+
+
+def create_run_dir(path: Path) -> Path:
+    """A new run directory, readable by its owner only; an existing one is an error (ids are unique)."""
+    path.mkdir(mode=0o700)
+    os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
+    for sub in RUN_SUBDIRS:
+        (path / sub).mkdir(mode=0o700)
+    return path
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, fsync, rename: readers see the old or the new file, never half."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,105 @@
+"""`python -m engine.worker RUN_DIR`: train the run described by RUN_DIR/config.json.
+
+The worker writes only files inside RUN_DIR (metrics.jsonl, samples, checkpoints) and needs no database,
+so it also runs by hand or on another node. Its last metrics record is always `{"kind": "end", ...}`
+unless the process is killed outright. Exit codes: 0 completed, 1 failed, 2 bad config or data,
+3 diverged, 128+N stopped by signal N (after checkpointing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from engine.control.config import ConfigError, recipe_spec, validate_config
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
+
+
+def load_run_config(run_dir: Path) -> dict:
+    path = run_dir / "config.json"
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path} is unreadable: {e}") from None
+    return validate_config(raw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", help="the run directory holding config.json")
+    args = parser.parse_args(argv)
+    os.umask(0o077)  # everything the run writes is readable by its owner only
+    run_dir = Path(args.run_dir).resolve()
+    if not run_dir.is_dir():
+        print(f"worker: error: run directory {run_dir} does not exist", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    # a stop asked for while torch and the data load is remembered and honoured before training starts
+    early_stop: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: early_stop.append(signum))
+
+    from engine.metrics import MetricsWriter  # torch-free
+
+    metrics = MetricsWriter(run_dir / "metrics.jsonl")
+
+    def end(status: str, code: int, error: str | None = None) -> int:
+        rec = {"kind": "end", "status": status, "time": time.time()}
+        if error:
+            rec["error"] = error
+        try:
+            metrics.write(rec)
+            metrics.sync()
+        except OSError as e:  # a full disk must not hide the real status in a traceback
+            print(f"worker: could not write the end record: {e}", file=sys.stderr)
+        metrics.close()
+        return code
+
+    try:
+        cfg = load_run_config(run_dir)
+    except ConfigError as e:
+        print(f"worker: error: {e}", file=sys.stderr)
+        return end("failed", EXIT_BAD_INPUT, str(e))
+
+    # torch is imported only past this point
+    from engine.checkpoint import CheckpointError
+    from engine.data import DataError
+    from engine.device import DeviceError
+    from engine.recipes.base import Diverged
+
+    trainer = None
+    try:
+        module = importlib.import_module(recipe_spec(cfg["recipe"]).module)
+        trainer = module.TRAINER(cfg, run_dir, log=lambda msg: print(msg, flush=True))
+        trainer.early_stop = early_stop
+        status = trainer.run(metrics)
+    except (DataError, DeviceError, ConfigError) as e:
+        print(f"worker: error: {e}", file=sys.stderr)
+        return end("failed", EXIT_BAD_INPUT, str(e))
+    except Diverged as e:
+        print(f"worker: diverged: {e}", file=sys.stderr)
+        return end("diverged", EXIT_DIVERGED, str(e))
+    except CheckpointError as e:
+        print(f"worker: error: {e}", file=sys.stderr)
+        return end("failed", EXIT_FAILED, str(e))
+    except Exception as e:  # the traceback goes to log.txt; the record keeps the last line
+        traceback.print_exc()
+        return end("failed", EXIT_FAILED, f"{type(e).__name__}: {e}")
+    if status == "cancelled":
+        sig = trainer.stop_signal or signal.SIGTERM
+        return end("cancelled", 128 + sig, f"stopped by signal {sig}")
+    return end("completed", EXIT_OK)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""The database: one SQLAlchemy engine per process and db path, SQLite in WAL mode, forward migrations.
+
+Why it is built this way:
+- Several processes (TUI, CLI, supervisor) write the same file. WAL lets readers run beside the one writer;
+  `busy_timeout` makes a writer wait for the lock instead of failing with "database is locked".
+- A write transaction must take the write lock when it *begins* (`BEGIN IMMEDIATE`). A deferred transaction
+  that reads and then writes can hit SQLITE_BUSY on its upgrade, which the busy handler does not retry
+  under WAL (the snapshot is stale), and two such transactions could both read the old row and lose an
+  update. So the pysqlite driver's own transaction handling is switched off (`isolation_level = None`) and
+  the engine's `begin` event emits `BEGIN IMMEDIATE` for write sessions and a plain (deferred) `BEGIN` for
+  read sessions, which keeps reads from ever queueing behind writers.
+- Engines are created by `get_engine`, never at import time, and dropped in a forked child, whose
+  inherited SQLite connections must not be used.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session
+
+from store._schema_v1 import V1_DDL
+from store.errors import StoreError
+
+DB_NAME = "ganmgr.db"
+BUSY_TIMEOUT_MS = 30_000
+# Execution option read by the `begin` listener: how a transaction on that engine begins.
+_BEGIN_OPTION = "ganmgr_begin"
+
+PRAGMAS: tuple[tuple[str, str], ...] = (
+    # busy_timeout first: switching to WAL needs a lock, and the wait must already be armed.
+    ("busy_timeout", str(BUSY_TIMEOUT_MS)),
+    ("journal_mode", "WAL"),
+    ("foreign_keys", "ON"),
+    # In WAL mode NORMAL is durable against application crashes; only a power loss may drop the last commits.
+    ("synchronous", "NORMAL"),
+)
+
+
+def _migration_v1(conn: Connection) -> None:
+    """Version 1: create every table from the frozen DDL in `store._schema_v1`."""
+    for ddl in V1_DDL:
+        conn.exec_driver_sql(ddl)
+
+
+# Applied forward in order; MIGRATIONS[i] takes the schema from version i to version i + 1.
+# Append only: a released migration is never edited, and `store.tables` changes come with a new entry.
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_v1]
+
+
+def db_path(home: Path) -> Path:
+    """Where the store of a runs home lives."""
+    return Path(home) / DB_NAME
+
+
+@dataclass(frozen=True)
+class _Engines:
+    engine: Engine  # reads: BEGIN (deferred)
+    writer: Engine  # same pool, BEGIN IMMEDIATE
+
+
+_LOCK = threading.Lock()
+_CACHE: dict[Path, _Engines] = {}
+_CACHE_PID = os.getpid()
+
+
+def get_engine(home: Path) -> Engine:
+    """The process's engine for `home`'s database, created (and the schema migrated) on first use."""
+    return _engines(home).engine
+
+
+def dispose_engines() -> None:
+    """Close every engine of this process (tests, or a long-lived process that is about to exit)."""
+    with _LOCK:
+        engines = list(_CACHE.values())
+        _CACHE.clear()
+    for e in engines:
+        e.engine.dispose()
+
+
+@contextmanager
+def write_session(home: Path) -> Iterator[Session]:
+    """One unit of work that writes: BEGIN IMMEDIATE on first use, commit at the end, rollback on error.
+
+    Keep it short: it holds the database's single write lock from its first statement to its commit.
+    """
+    session = Session(_engines(home).writer, expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+@contextmanager
+def read_session(home: Path) -> Iterator[Session]:
+    """One short read: a deferred transaction (a consistent snapshot) that is rolled back at the end.
+
+    Never write in it: a deferred transaction that upgrades to a write can fail with SQLITE_BUSY.
+    """
+    session = Session(_engines(home).engine, expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+def _engines(home: Path) -> _Engines:
+    global _CACHE_PID
+    path = db_path(Path(home)).absolute()
+    with _LOCK:
+        if _CACHE_PID != os.getpid():
+            # A forked child: the parent's pooled connections are not ours to use (nor to close).
+            for e in _CACHE.values():
+                e.engine.dispose(close=False)
+            _CACHE.clear()
+            _CACHE_PID = os.getpid()
+        cached = _CACHE.get(path)
+        if cached is None:
+            cached = _create(path)
+            _CACHE[path] = cached
+        return cached
+
+
+def _create(path: Path) -> _Engines:
+    _ensure_files(path)
+    engine = create_engine(
+        f"sqlite:///{path}",
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+    )
+    event.listen(engine, "connect", _on_connect)
+    event.listen(engine, "begin", _on_begin)
+    writer = engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+    try:
+        _migrate(engine, writer, path)
+    except BaseException:
+        engine.dispose()
+        raise
+    return _Engines(engine=engine, writer=writer)
+
+
+def _ensure_files(path: Path) -> None:
+    """Create the home (0700) and an empty db file (0600) so SQLite never creates them with the umask."""
+    home = path.parent
+    if not home.exists():
+        try:
+            home.mkdir(parents=True, mode=0o700)
+        except FileExistsError:
+            pass
+        else:
+            os.chmod(home, 0o700)  # mkdir's mode is filtered by the umask
+    if not home.is_dir():
+        raise StoreError(f"runs home {home} is not a directory")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
+    os.fchmod(fd, 0o600)
+    os.close(fd)
+
+
+def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    """Per-connection setup: our own BEGINs (driver's transaction handling off), then the pragmas."""
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    try:
+        for name, value in PRAGMAS:
+            cur.execute(f"PRAGMA {name}={value}")
+    finally:
+        cur.close()
+
+
+def _on_begin(conn: Connection) -> None:
+    mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _migrate(engine: Engine, writer: Engine, path: Path) -> None:
+    """Bring the schema to len(MIGRATIONS) inside one BEGIN IMMEDIATE, so concurrent starters migrate once."""
+    known = len(MIGRATIONS)
+    try:
+        with engine.connect() as conn:  # cheap read first: the common case is "already current"
+            with conn.begin():
+                current = _read_version(conn)
+        if current == known:
+            return
+        _check_not_newer(current, known, path)
+        with writer.connect() as conn, conn.begin():
+            conn.exec_driver_sql(
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)"
+            )
+            current = _read_version(conn)  # again, under the write lock: another process may have migrated
+            _check_not_newer(current, known, path)
+            for step in MIGRATIONS[current:]:
+                step(conn)
+            conn.exec_driver_sql(
+                "INSERT INTO schema_version (id, version) VALUES (1, ?) "
+                "ON CONFLICT(id) DO UPDATE SET version = excluded.version",
+                (known,),
+            )
+    except DBAPIError as exc:
+        raise StoreError(f"cannot open database {path}: {exc.orig}") from None
+
+
+def _read_version(conn: Connection) -> int:
+    exists = conn.exec_driver_sql(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).first()
+    if exists is None:
+        return 0
+    row = conn.exec_driver_sql("SELECT version FROM schema_version WHERE id = 1").first()
+    return 0 if row is None else int(row[0])
+
+
+def _check_not_newer(current: int, known: int, path: Path) -> None:
+    if current > known:
+        raise StoreError(
+            f"database {path} has schema version {current}; this ganmgr knows up to {known} — upgrade ganmgr"
+        )

@@ -1,0 +1,7 @@
+"""The one exception the store raises for anything a caller can act on (bad id, refused transition...)."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """A one-line, user-facing message: the CLI prints it as is and exits 2, the TUI shows it in a toast."""
