@@ -8,7 +8,6 @@ We follow its metrics.jsonl for the progress bar and fold progress into the row 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import time
@@ -21,32 +20,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from engine.control.config import recipe_spec
-from engine.control.datasets import check_dataset_available
-from engine.control.gitinfo import source_commit
 from engine.control.launcher import spawn_worker
-from engine.control.paths import create_run_dir, ensure_home, run_dir_for, write_json_atomic
 from engine.control.procs import process_start_token
+from engine.control.submit import create_run
 from store import runs as store_runs
 from store.metrics_reader import MetricsTail
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 PROGRESS_FIELDS = ("epoch", "step", "progress", "last_test_acc", "best_test_acc", "last_train_acc",
                    "images_per_s", "last_metrics_json", "metrics_offset")
-
-
-def create_run_folder(home: Path, cfg: dict[str, Any]):
-    """The `prepare` hook of create_run: the run folder and its frozen config, inside the row's transaction."""
-    def prepare(view) -> str:
-        path = run_dir_for(home, view.id, view.name)
-        create_run_dir(path)
-        try:
-            write_json_atomic(path / "config.json", cfg)
-        except BaseException:
-            shutil.rmtree(path, ignore_errors=True)
-            raise
-        return str(path)
-
-    return prepare
 
 
 class RunFollower:
@@ -98,16 +80,8 @@ class RunFollower:
 
 
 def run_headless(home: Path, cfg: dict[str, Any], *, tags: list[str], notes: str) -> int:
-    check_dataset_available(cfg)  # before any row or folder exists
-    from engine.control.config import default_run_name
-
-    ensure_home(home)
     spec = recipe_spec(cfg["recipe"])
-    name = cfg["name"] or default_run_name(cfg)
-    view = store_runs.create_run(
-        home, name=name, recipe=cfg["recipe"], dataset=cfg["dataset"], config=cfg, epochs=cfg["epochs"],
-        tags=tags, notes=notes, git_commit=source_commit(), managed_by="headless", status="running",
-        prepare=create_run_folder(home, cfg))
+    view = create_run(home, cfg, tags=tags, notes=notes, status="running", managed_by="headless")
     run_dir = Path(view.run_dir)
     console = Console(stderr=False)
     console.print(f"run [bold]{view.id}[/] {view.name}: {run_dir}")
