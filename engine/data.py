@@ -399,7 +399,7 @@ def _render(labels: np.ndarray, rng: np.random.Generator, channels: int, size: i
     img = img * (1.0 - cover[:, None]) + fgimg * cover[:, None]
 
     # distractor: a short thin stroke of a random colour in half of the images
-    has = rng.random(n) < 0.0
+    has = rng.random(n) < 0.5
     m = int(has.sum())
     if m:
         idx = np.flatnonzero(has)
@@ -419,11 +419,11 @@ def _render(labels: np.ndarray, rng: np.random.Generator, channels: int, size: i
 
 
 def _contrasting_colours(bg: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random foreground colours whose luminance differs from the background's by at least 0.3."""
+    """Random foreground colours whose luminance differs from the background's by at least 0.4."""
     w = np.array([0.299, 0.587, 0.114], np.float32)
     n = bg.shape[0]
-    cand = rng.random((n, 16, 3), dtype=np.float32)
-    ok = np.abs(cand @ w - (bg @ w)[:, None]) >= 0.3
+    cand = rng.random((n, 32, 3), dtype=np.float32)
+    ok = np.abs(cand @ w - (bg @ w)[:, None]) >= 0.4
     first = np.argmax(ok, axis=1)
     fg = cand[np.arange(n), first]
     none = ~ok.any(axis=1)
@@ -442,15 +442,17 @@ def _shape_cover(k: int, m: int, rng: np.random.Generator, gx: np.ndarray, gy: n
                  px: float) -> np.ndarray:
     """Coverage [m, H, W] of `m` random instances of class k; local units are multiples of the scale."""
     big = k in (5, 6, 7)  # pattern classes need room for their bands
-    s = rng.uniform(0.55, 0.75, m) if big else rng.uniform(0.5, 0.75, m)
+    s = rng.uniform(0.5, 0.75, m) if big else rng.uniform(0.4, 0.7, m)
     s = s.astype(np.float32)
     lim = np.maximum(0.92 - s, 0.0)
     cx = rng.uniform(-1, 1, m).astype(np.float32) * lim
     cy = rng.uniform(-1, 1, m).astype(np.float32) * lim
-    if k in (0, 1, 3, 4, 9):  # rotation never changes these classes
+    if k in (0, 1, 9):  # rotation never changes these classes
         th = rng.uniform(0, 2 * np.pi, m)
-    else:  # keep squares square, stripes horizontal/vertical and diamonds upright
-        th = rng.uniform(-0.3, 0.3, m)
+    elif k == 3:  # triangles point up or down (tilted a little); any angle would make them much harder
+        th = rng.uniform(-0.25, 0.25, m) + np.pi * rng.integers(0, 2, m)
+    else:  # keep squares square, pluses upright, stripes horizontal/vertical and diamonds upright
+        th = rng.uniform(-0.25, 0.25, m)
     th = th.astype(np.float32)
     c, sn = np.cos(th)[:, None, None], np.sin(th)[:, None, None]
     dx = (gx - cx[:, None, None]) / s[:, None, None]

@@ -184,3 +184,32 @@ def test_sigint_before_training_starts_is_handled(tmp_path, npz):
     end = records(run_dir, "end")[-1]
     assert end["status"] == "cancelled"
     assert not records(run_dir, "epoch")
+
+
+def test_fork_starts_from_the_parents_weights_with_its_own_config(tmp_path, npz):
+    import shutil
+
+    parent = gan_dir(tmp_path / "parent", npz, "epochs=1")
+    assert run_worker(parent).returncode == 0
+    child = gan_dir(tmp_path / "child", npz, "epochs=2", "lr=5e-4")
+    shutil.copy(parent / "checkpoints" / "last.pt", child / "checkpoints" / "init.pt")
+    out = run_worker(child)
+    assert out.returncode == 0, out.stderr
+    start = records(child, "start")[0]
+    assert start["forked_from"].endswith("init.pt") and start["epoch"] == 1 and start["resumed"] is False
+    assert [e["epoch"] for e in records(child, "epoch")] == [2]  # continues the parent's epoch count
+    assert records(child, "epoch")[0]["lr"] == 5e-4
+    ckpt = load_checkpoint(child / "checkpoints" / "last.pt")
+    assert ckpt["optimizers"]["D"]["param_groups"][0]["lr"] == 5e-4
+
+
+def test_fork_refuses_a_checkpoint_of_another_shape(tmp_path, npz):
+    import shutil
+
+    parent = gan_dir(tmp_path / "parent", npz, "epochs=1")
+    assert run_worker(parent).returncode == 0
+    child = gan_dir(tmp_path / "child", npz, "epochs=2", "width=16")
+    shutil.copy(parent / "checkpoints" / "last.pt", child / "checkpoints" / "init.pt")
+    out = run_worker(child)
+    assert out.returncode == 1
+    assert "does not fit this run's models" in records(child, "end")[-1]["error"]

@@ -46,3 +46,27 @@ def spawn_worker(home: Path, run_dir: Path, *, new_session: bool, nice: int = 0,
                                 preexec_fn=lower_priority if nice else None)
     finally:
         log.close()
+
+
+def supervisor_argv(home: Path) -> list[str]:
+    return [sys.executable, "-m", "engine.supervisor", "--home", str(home)]
+
+
+def ensure_supervisor(home: Path) -> subprocess.Popen | None:
+    """Start a detached supervisor for `home` unless one holds the store's lock already.
+
+    The supervisor itself takes an exclusive flock on HOME/supervisor.lock and exits at once when another
+    instance holds it, so racing callers are harmless; we only skip the spawn when the lock is visibly held.
+    """
+    from engine.control.supervisor_lock import lock_is_held
+
+    if lock_is_held(home):
+        return None
+    fd = os.open(home / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log = os.fdopen(fd, "ab", buffering=0)
+    try:
+        return subprocess.Popen(supervisor_argv(home), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=str(home), env=worker_env(),
+                                start_new_session=True, close_fds=True)
+    finally:
+        log.close()

@@ -47,3 +47,13 @@ def create_run(home: Path, cfg: dict[str, Any], *, tags: list[str] | tuple[str, 
         priority=priority, tags=list(tags), notes=notes, git_commit=source_commit(), managed_by=managed_by,
         status=status, parent_id=parent_id, parent_relation=parent_relation, parent_epoch=parent_epoch,
         prepare=folder_maker(home, cfg))
+
+
+def enqueue(home: Path, cfg: dict[str, Any], *, tags: list[str] | tuple[str, ...] = (), notes: str = "",
+            priority: int = 0) -> RunView:
+    """Create a queued run and make sure a supervisor is running to start it."""
+    from engine.control.launcher import ensure_supervisor
+
+    view = create_run(home, cfg, tags=tags, notes=notes, priority=priority, status="queued")
+    ensure_supervisor(home)
+    return view

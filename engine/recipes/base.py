@@ -51,6 +51,7 @@ class Trainer:
         self.metric_names: tuple[str, ...] = self.spec.train_metrics
         self.stop_signal: int | None = None
         self.early_stop: list[int] = []  # signals the worker caught before the trainer existed
+        self.forked_from: str | None = None
         self.ckpt_dir = run_dir / "checkpoints"
         self.samples_dir = run_dir / "samples"
         for d in (self.ckpt_dir, self.samples_dir):
@@ -140,6 +141,7 @@ class Trainer:
         metrics.write({
             "kind": "start", "time": time.time(), "pid": os.getpid(), "host": socket.gethostname(),
             "epoch": self.epoch, "step": self.global_step, "resumed": resumed, "epochs": total_epochs,
+            "forked_from": self.forked_from,
             "steps_per_epoch": self.steps_per_epoch, "device": str(self.rt.device),
             "precision": self.rt.precision, "torch": torch.__version__,
             "params": {k: sum(p.numel() for p in m.parameters()) for k, m in self.modules().items()},
@@ -324,6 +326,9 @@ class Trainer:
     def _maybe_resume(self) -> bool:
         path = self.ckpt_dir / "last.pt"
         if not path.exists():
+            init = self.ckpt_dir / "init.pt"
+            if init.exists():
+                self._init_from(init)
             return False
         state = load_checkpoint(path, map_location=self.rt.device)
         if "optimizers" not in state:
@@ -357,6 +362,30 @@ class Trainer:
         self.epoch_seconds = float(acc.get("epoch_seconds", 0.0))
         self.load_extra_state(state.get("extra", {}))
         return True
+
+    def _init_from(self, path: Path) -> None:
+        """A fork: start from another run's weights (and optimizer moments) under this run's own config.
+
+        The epoch counter continues from the parent's, so `epochs` means the same total as in the parent;
+        the data order, augmentation and noise streams start fresh from this run's seed.
+        """
+        state = load_checkpoint(path, map_location=self.rt.device)
+        try:
+            for k, m in self.modules().items():
+                m.load_state_dict(state["models"][k])
+            for k, o in self.optimizers().items():
+                if k in state.get("optimizers", {}):
+                    o.load_state_dict(state["optimizers"][k])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {path} does not fit this run's models "
+                                  f"({str(e).splitlines()[0][:200]}); a fork cannot change their shape") from None
+        for o in self.optimizers().values():  # the fork's own hyperparameters win over the parent's
+            for group in o.param_groups:
+                group["betas"] = tuple(self.cfg["betas"])
+                group["lr"] = self.cfg["lr"]
+        self.epoch = int(state.get("epoch", 0))
+        self.global_step = int(state.get("step", 0))
+        self.forked_from = str(path)
 
     # --- signals and output ---------------------------------------------------------------------------
     def _install_signal_handlers(self) -> None:
