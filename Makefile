@@ -24,6 +24,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.train_speed
+	$(BIN)/python -m bench.tui all
 
 clean-venv:
 	rm -rf $(VENV)

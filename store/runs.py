@@ -734,9 +734,17 @@ def _check_gpus(value: Any) -> None:
         raise StoreError(f"gpus lists a GPU twice: {list(value)!r}")
 
 
+def _check_cancel_grace(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
+        raise StoreError(f"cancel_grace_s must be a number of seconds above 0 and at most 3600, not {value!r}")
+
+
+# Settings without a default here (cancel_grace_s) are read with their default by their user
+# (engine.control.submit.cancel_grace_s), so older stores need no migration.
 _SETTING_CHECKS: dict[str, Callable[[Any], None]] = {
     "max_concurrent": _check_max_concurrent,
     "gpus": _check_gpus,
+    "cancel_grace_s": _check_cancel_grace,
 }
 
 

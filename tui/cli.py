@@ -1,13 +1,17 @@
 """The `ganmgr` command. With no arguments it opens the TUI; subcommands drive the same store.
 
 Never imports torch: configs are validated by `engine.control`, training happens in worker processes.
-Exit codes: 0 success, 1 a run failed or diverged, 2 bad input, 130 interrupted.
+Every command that touches the store first reconciles liveness (no row stays `running` after its process
+died) and starts a supervisor if queued work has none. Bad input is one line on stderr, exit 2, and
+nothing is created.
+Exit codes: 0 success, 1 a run failed or diverged (`run --headless`), 2 bad input, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,8 +19,14 @@ from typing import Any, NoReturn
 
 from engine.control.config import RECIPES, ConfigError, resolve_config
 from engine.control.paths import PathError, resolve_home
+from store.views import STATUSES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+MAX_NOTE_CHARS = 10000
+MAX_ARG_CHARS = MAX_NOTE_CHARS + 16  # no argument needs more (a note is the longest); refused before parsing
+RUN_REF_RE = re.compile(r"^(?:\d{1,18}|[A-Za-z0-9][A-Za-z0-9._-]{0,63})$")
+TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,39}$")
+PRIORITY_LIMIT = 1_000_000
 
 
 class CliError(Exception):
@@ -27,8 +37,90 @@ class Parser(argparse.ArgumentParser):
     """argparse whose errors are one line naming the problem (and where to look for help)."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        print(f"{self.prog}: error: {one_line(message)} (see '{self.prog} --help')", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """A message as one printable line: control characters escaped, long input cut."""
+    flat = re.sub(r"[\x00-\x1f\x7f]", lambda m: "\\n" if m.group() == "\n" else f"\\x{ord(m.group()):02x}",
+                  str(text))
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """User input quoted for an error message."""
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+# ------------------------------------------------------------------------------------ argument types
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not an integer") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a number") from None
+
+
+def run_ref(text: str) -> str:
+    """A run's id or exact name; anything else (paths, shell syntax, control characters) is refused."""
+    if not RUN_REF_RE.match(text):
+        raise argparse.ArgumentTypeError(f"bad run id {shown(text)}: give a run's number or its exact name")
+    return text
+
+
+def priority(text: str) -> int:
+    value = _int(text)
+    if not -PRIORITY_LIMIT <= value <= PRIORITY_LIMIT:
+        raise argparse.ArgumentTypeError(f"priority {value} is outside ±{PRIORITY_LIMIT}")
+    return value
+
+
+def max_concurrent(text: str) -> int:
+    value = _int(text)
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"--max-concurrent {value} must be from 1 to 64")
+    return value
+
+
+def gpu_list(text: str) -> list[int]:
+    """'0,1,3' -> [0, 1, 3]; '' or 'none' -> [] (no GPU assignment)."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    out: list[int] = []
+    for part in text.split(","):
+        p = part.strip()
+        if not p.isascii() or not p.isdigit() or len(p) > 3:
+            raise argparse.ArgumentTypeError(f"--gpus {shown(text)}: give GPU indices like 0,1 (or 'none')")
+        if int(p) in out:
+            raise argparse.ArgumentTypeError(f"--gpus {shown(text)} lists GPU {int(p)} twice")
+        out.append(int(p))
+    return out
+
+
+def grace_seconds(text: str) -> float:
+    value = _float(text)
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"--cancel-grace {shown(text)} must be above 0 and at most 3600 seconds")
+    return value
+
+
+def epoch_number(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--epoch {value} must be 1 or more")
+    return value
+
+
+# ---------------------------------------------------------------------------------------- the parser
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -56,18 +148,15 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--note", default="", help="free-text note kept with the run")
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+def add_queue_options(p: argparse.ArgumentParser) -> None:
+    q = p.add_argument_group("queue (not with --headless)")
+    q.add_argument("--priority", type=priority, default=None,
+                   help="higher starts first (default 0); equal priorities start in the order queued")
+    q.add_argument("--max-concurrent", type=max_concurrent, default=None, metavar="N",
+                   help="runs the supervisor keeps going at once (kept in the store's settings)")
+    q.add_argument("--gpus", type=gpu_list, default=None, metavar="0,1,...",
+                   help="GPUs handed out round-robin through CUDA_VISIBLE_DEVICES (kept in the settings)")
+    q.add_argument("-q", "--quiet", action="store_true", help="print only the new run's id")
 
 
 FLAG_FIELDS = {"dataset": "dataset", "data_root": "data_root", "download": "download", "epochs": "epochs",
@@ -81,7 +170,7 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.config_file:
         try:
             data = json.loads(Path(args.config_file).read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ConfigError(f"--config {args.config_file}: {e}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"--config {args.config_file} must hold a JSON object")
@@ -94,15 +183,21 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def validate_tags(tags: Sequence[str]) -> list[str]:
-    import re
-
     out = []
     for t in tags:
         t = t.strip()
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,39}", t):
-            raise CliError(f"tag {t!r} must be 1-40 letters, digits, '.', '_', ':' or '-'")
+        if not TAG_RE.fullmatch(t):
+            raise CliError(f"tag {shown(t)} must be 1-40 letters, digits, '.', '_', ':' or '-'")
         out.append(t)
     return out
+
+
+def validate_note(text: str, what: str = "--note") -> str:
+    if len(text) > MAX_NOTE_CHARS:
+        raise CliError(f"{what} is longer than {MAX_NOTE_CHARS} characters")
+    if re.search(r"[\x00-\x08\x0b-\x1f\x7f]", text):
+        raise CliError(f"{what} contains control characters")
+    return text
 
 
 def build_parser() -> Parser:
@@ -111,59 +206,141 @@ def build_parser() -> Parser:
     p.add_argument("--home", help="store folder (default: $GANMGR_HOME, else ./runs)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
-    run = sub.add_parser("run", help="train a run (--headless: here, in the foreground)",
-                         description="Validate a config, create the run's row and folder, and train it. "
-                         "With --headless the worker runs in the foreground with a progress bar; "
+    run = sub.add_parser("run", help="queue a run (or train it here with --headless)",
+                         description="Validate a config, create the run's row and folder, and queue it: a "
+                         "supervisor starts it when a slot is free, and it keeps going after you log out. "
+                         "With --headless the worker runs in the foreground with a progress bar instead; "
                          "Ctrl-C checkpoints and exits 130.")
     add_run_options(run)
-    run.add_argument("--headless", action="store_true", help="run in the foreground (no queue, no UI)")
+    add_queue_options(run)
+    run.add_argument("--headless", action="store_true", help="train in the foreground (no queue, no UI)")
+
+    ls = sub.add_parser("ls", help="list runs", description="Runs in id order, filtered.")
+    ls.add_argument("text", nargs="?", help="only runs whose name, recipe, dataset, notes or tags contain TEXT")
+    ls.add_argument("--status", action="append", choices=STATUSES, help="only runs with this status (repeatable)")
+    ls.add_argument("--recipe", choices=list(RECIPES), help="only runs of this recipe")
+    ls.add_argument("--tag", help="only runs with this tag")
+    ls.add_argument("--limit", type=_int, help="the newest N runs only")
+    ls.add_argument("--json", action="store_true", help="a JSON list of objects (every column)")
+
+    show = sub.add_parser("show", help="a run's config, history, metrics and paths")
+    show.add_argument("run", type=run_ref, metavar="ID")
+    show.add_argument("--json", action="store_true", help="as one JSON object")
+
+    logs = sub.add_parser("logs", help="print a run's log.txt", description="Print a run's log (worker "
+                          "stdout+stderr). -f keeps following it until the run ends.")
+    logs.add_argument("run", type=run_ref, metavar="ID")
+    logs.add_argument("-f", "--follow", action="store_true", help="follow until the run ends")
+    logs.add_argument("-n", "--lines", type=_int, help="start with the last N lines")
+
+    cancel = sub.add_parser("cancel", help="cancel a queued or running run",
+                            description="A queued run is cancelled at once. A running worker gets SIGTERM "
+                            "(it finishes its step, checkpoints and stops); SIGKILL follows after the grace "
+                            "period (settings --cancel-grace, default 30 s).")
+    cancel.add_argument("run", type=run_ref, metavar="ID")
+
+    resume = sub.add_parser("resume", help="queue a finished run again; it continues from its last checkpoint")
+    resume.add_argument("run", type=run_ref, metavar="ID")
+
+    fork = sub.add_parser("fork", help="a new run from a run's checkpoint with a changed config",
+                          description="Queue a new run that starts from another run's weights (last.pt, or "
+                          "epoch_NNN.pt with --epoch) under the parent's config changed by --set.")
+    fork.add_argument("run", type=run_ref, metavar="ID")
+    fork.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                      help="change a config field (repeatable)")
+    fork.add_argument("--epoch", type=epoch_number, help="start from checkpoints/epoch_NNN.pt of this epoch")
+    fork.add_argument("--name", help="the new run's name (default: PARENT-fork)")
+    fork.add_argument("--tag", dest="tags", action="append", default=[], help="tag the new run (repeatable)")
+    fork.add_argument("--note", default="", help="note kept with the new run")
+    fork.add_argument("--priority", type=priority, default=0, help="queue priority (default 0)")
+    fork.add_argument("-q", "--quiet", action="store_true", help="print only the new run's id")
+
+    tag = sub.add_parser("tag", help="add (or --remove) tags")
+    tag.add_argument("run", type=run_ref, metavar="ID")
+    tag.add_argument("tags", nargs="+", metavar="TAG")
+    tag.add_argument("--remove", action="store_true", help="remove these tags instead")
+
+    note = sub.add_parser("note", help="set (or --append to) a run's note")
+    note.add_argument("run", type=run_ref, metavar="ID")
+    note.add_argument("text", metavar="TEXT")
+    note.add_argument("--append", action="store_true", help="add TEXT as a new line instead of replacing")
+
+    rm = sub.add_parser("rm", help="delete finished or queued runs: their rows and folders",
+                        description="Asks first (in a terminal); never deletes a running run.")
+    rm.add_argument("runs", type=run_ref, nargs="+", metavar="ID")
+    rm.add_argument("-y", "--yes", action="store_true", help="do not ask")
+
+    settings = sub.add_parser("settings", help="show or change the store's queue settings")
+    settings.add_argument("--max-concurrent", type=max_concurrent, metavar="N", help="runs at once")
+    settings.add_argument("--gpus", type=gpu_list, metavar="0,1,...", help="GPUs to hand out ('none': no assignment)")
+    settings.add_argument("--cancel-grace", type=grace_seconds, metavar="S", help="seconds from SIGTERM to SIGKILL")
+    settings.add_argument("--json", action="store_true", help="as JSON")
 
     sub.add_parser("recipes", help="list recipes and every config field with its default")
     return p
 
 
-def cmd_recipes(args: argparse.Namespace) -> int:
-    for spec in RECIPES.values():
-        print(f"{spec.name}: {spec.summary}")
-        defaults = spec.default_config()
-        for name, f in spec.all_fields().items():
-            print(f"  {name:<16} {json.dumps(defaults[name]):<22} {f.help}")
-        print()
-    return EXIT_OK
-
-
-def cmd_run(args: argparse.Namespace, home: Path) -> int:
-    cfg = config_from_args(args)
-    tags = validate_tags(args.tags)
-    if len(args.note) > 10000:
-        raise CliError("--note is longer than 10000 characters")
-    if not args.headless:
-        raise CliError("queued runs need the supervisor, which this version lacks; add --headless")
-    from tui.headless import run_headless
-
-    return run_headless(home, cfg, tags=tags, notes=args.note)
+def check_argv(argv: Sequence[str]) -> None:
+    """Refuse absurd arguments before parsing: NUL characters (they cannot come through exec, but can
+    through an in-process call) and arguments longer than any option needs. Each option's own check
+    (names 64 characters, tags 40, run ids 64...) names the problem more precisely."""
+    for a in argv:
+        if "\x00" in a:
+            raise CliError(f"argument {shown(a)} contains a NUL character")
+        if len(a) > MAX_ARG_CHARS:
+            raise CliError(f"argument {shown(a)} is {len(a)} characters long; at most {MAX_ARG_CHARS}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        check_argv(argv)
+    except CliError as e:
+        print(f"ganmgr: error: {one_line(str(e))}", file=sys.stderr)
+        return EXIT_USAGE
     parser = build_parser()
     args = parser.parse_args(argv)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from engine.control.submit import SubmitError
+    from store.errors import StoreError
+    from tui import commands
+
     try:
         home = resolve_home(args.home)
         if args.command is None:
-            parser.print_help()
-            return EXIT_OK
+            return open_tui(parser, home)
         if args.command == "recipes":
-            return cmd_recipes(args)
-        if args.command == "run":
-            return cmd_run(args, home)
-        parser.error(f"unknown command {args.command}")
-    except (ConfigError, CliError, PathError) as e:
-        print(f"ganmgr: error: {e}", file=sys.stderr)
+            return commands.cmd_recipes(args)
+        return commands.dispatch(args, home)
+    except (ConfigError, CliError, PathError, SubmitError, StoreError) as e:
+        print(f"ganmgr: error: {one_line(str(e))}", file=sys.stderr)
+        return EXIT_USAGE
+    except SQLAlchemyError as e:
+        orig = getattr(e, "orig", None) or e
+        print(f"ganmgr: error: the store's database failed: {one_line(str(orig), 300)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    return EXIT_OK
+    except BrokenPipeError:  # `ganmgr ls | head`
+        return EXIT_OK
+
+
+def open_tui(parser: Parser, home: Path) -> int:
+    """`ganmgr` alone: the TUI when it is installed, else the help."""
+    try:
+        from tui.app import run_app
+    except ModuleNotFoundError as e:
+        if e.name not in ("tui.app", "textual"):
+            raise
+        parser.print_help()
+        return EXIT_OK
+    return int(run_app(home) or 0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m tui.cli`: run the importable module's main, so tui.commands and this file share one
+    # CliError class (this file as __main__ would be a second copy of the module)
+    from tui.cli import main as _main
+
+    sys.exit(_main())

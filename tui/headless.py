@@ -24,6 +24,7 @@ from engine.control.launcher import spawn_worker
 from engine.control.procs import process_start_token
 from engine.control.submit import create_run
 from store import runs as store_runs
+from store.errors import StoreError
 from store.metrics_reader import MetricsTail
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -184,8 +185,11 @@ def finish(console: Console, home: Path, view, proc, follower: RunFollower, tail
         status, error = "lost", f"worker exited with code {rc} without an end record"
     if status == "failed":
         error = (error or "") + _log_tail(run_dir / "log.txt")
-    store_runs.set_status(home, view.id, status, message=error, error=error, exit_code=rc if rc >= 0 else None,
-                          signal=sig)
+    try:
+        store_runs.set_status(home, view.id, status, message=error, error=error,
+                              exit_code=rc if rc >= 0 else None, signal=sig)
+    except StoreError:  # another command's reconcile settled the row between the worker's exit and now
+        pass
     table = Table(title=f"run {view.id} {view.name}: {status}", show_header=False)
     table.add_row("epochs", f"{follower.fields['epoch']}/{follower.epochs}")
     if follower.best is not None:

@@ -60,13 +60,25 @@ def ensure_supervisor(home: Path) -> subprocess.Popen | None:
     """
     from engine.control.supervisor_lock import lock_is_held
 
+    _reap_started()
     if lock_is_held(home):
         return None
     fd = os.open(home / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     log = os.fdopen(fd, "ab", buffering=0)
     try:
-        return subprocess.Popen(supervisor_argv(home), stdin=subprocess.DEVNULL, stdout=log,
+        proc = subprocess.Popen(supervisor_argv(home), stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, cwd=str(home), env=worker_env(),
                                 start_new_session=True, close_fds=True)
     finally:
         log.close()
+    _STARTED.append(proc)
+    return proc
+
+
+# Supervisors this process started. A long-lived caller (the TUI) reaps the ones that exited, so they
+# do not linger as zombies; a short-lived one (the CLI) exits first and init reaps them.
+_STARTED: list[subprocess.Popen] = []
+
+
+def _reap_started() -> None:
+    _STARTED[:] = [p for p in _STARTED if p.poll() is None]

@@ -6,7 +6,9 @@ validates the same way and writes the same `config.json`.
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,19 @@ from store import runs as store_runs
 from store.views import RunView
 
 
-def folder_maker(home: Path, cfg: dict[str, Any]):
-    """The `prepare` hook of create_run: the run folder and its frozen config, inside the row's transaction."""
+def folder_maker(home: Path, cfg: dict[str, Any], after: Callable[[Path], None] | None = None):
+    """The `prepare` hook of create_run: the run folder and its frozen config, inside the row's transaction.
+
+    `after(folder)` adds files before the row commits (a fork's `checkpoints/init.pt`), so a supervisor
+    can never claim a run whose folder is still being filled.
+    """
     def prepare(view: RunView) -> str:
         path = run_dir_for(home, view.id, view.name)
         create_run_dir(path)
         try:
             write_json_atomic(path / "config.json", cfg)
+            if after is not None:
+                after(path)
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
@@ -36,7 +44,7 @@ def folder_maker(home: Path, cfg: dict[str, Any]):
 def create_run(home: Path, cfg: dict[str, Any], *, tags: list[str] | tuple[str, ...] = (), notes: str = "",
                priority: int = 0, status: str = "queued", managed_by: str = "supervisor",
                parent_id: int | None = None, parent_relation: str | None = None,
-               parent_epoch: int | None = None) -> RunView:
+               parent_epoch: int | None = None, after_folder: Callable[[Path], None] | None = None) -> RunView:
     """Validate `cfg` (and that its data exists), then insert the row and create its folder atomically."""
     cfg = validate_config(cfg)
     check_dataset_available(cfg)  # before any row or folder exists
@@ -46,7 +54,7 @@ def create_run(home: Path, cfg: dict[str, Any], *, tags: list[str] | tuple[str, 
         home, name=name, recipe=cfg["recipe"], dataset=cfg["dataset"], config=cfg, epochs=cfg["epochs"],
         priority=priority, tags=list(tags), notes=notes, git_commit=source_commit(), managed_by=managed_by,
         status=status, parent_id=parent_id, parent_relation=parent_relation, parent_epoch=parent_epoch,
-        prepare=folder_maker(home, cfg))
+        prepare=folder_maker(home, cfg, after_folder))
 
 
 def enqueue(home: Path, cfg: dict[str, Any], *, tags: list[str] | tuple[str, ...] = (), notes: str = "",
@@ -56,4 +64,195 @@ def enqueue(home: Path, cfg: dict[str, Any], *, tags: list[str] | tuple[str, ...
 
     view = create_run(home, cfg, tags=tags, notes=notes, priority=priority, status="queued")
     ensure_supervisor(home)
+    return view
+
+
+# ------------------------------------------------------------------------ resume, fork, cancel
+
+# SIGTERM -> SIGKILL on cancel. A worker stops within one step plus a checkpoint write; 30 s leaves room for
+# a slow step on a busy machine. Setting `cancel_grace_s` changes it per store.
+DEFAULT_CANCEL_GRACE_S = 30.0
+# Fields whose change alters the models' shapes: a fork cannot load its parent's weights under them.
+SHAPE_FIELDS = ("width", "n_z")
+
+
+class SubmitError(ValueError):
+    """A refused resume, fork or cancel; the message is one line naming the reason."""
+
+
+def cancel_grace_s(settings: dict[str, Any]) -> float:
+    """Seconds between SIGTERM and SIGKILL when a run is cancelled (setting `cancel_grace_s`)."""
+    value = settings.get("cancel_grace_s", DEFAULT_CANCEL_GRACE_S)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+        return DEFAULT_CANCEL_GRACE_S
+    return float(value)
+
+
+def _run_folder(home: Path, run: RunView) -> Path:
+    if not run.run_dir:
+        raise SubmitError(f"run {run.id} has no folder")
+    from engine.control.paths import ensure_inside
+
+    return ensure_inside(home, Path(run.run_dir))
+
+
+def resume_run(home: Path, run_ref: str | int) -> RunView:
+    """Queue the same run again; its worker continues from `checkpoints/last.pt`.
+
+    Refused for a run that is queued or running, that completed all its epochs, that has no checkpoint,
+    or whose config.json no longer matches the config it was created with (fork it to change a config).
+    """
+    from engine.control.launcher import ensure_supervisor
+
+    run = store_runs.find_run(home, run_ref)
+    if run.is_active:
+        raise SubmitError(f"run {run.id} is {run.status}; only a finished run can be resumed")
+    if run.status == "completed" and run.epoch >= run.epochs:
+        raise SubmitError(f"run {run.id} completed all {run.epochs} epochs; fork it with "
+                          f"--set epochs=N to train longer")
+    folder = _run_folder(home, run)
+    last = folder / "checkpoints" / "last.pt"
+    if not last.is_file():
+        raise SubmitError(f"run {run.id} has no checkpoint to resume from ({last} is missing); "
+                          f"start a new run instead")
+    changed = _config_changes(folder / "config.json", run)
+    if changed:
+        raise SubmitError(f"config.json of run {run.id} was changed since the run was created ({changed}); "
+                          f"fork the run to change its config")
+    view = store_runs.requeue(home, run.id, message=f"resumed from checkpoints/last.pt after epoch {run.epoch}")
+    ensure_supervisor(home)
+    return view
+
+
+def _config_changes(path: Path, run: RunView) -> str:
+    """'' if config.json still holds the run's stored config, else a short description of the change."""
+    import json
+
+    try:
+        on_disk = validate_config(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return "it is missing"
+    except (OSError, ValueError) as e:  # ConfigError and JSONDecodeError are ValueErrors
+        return f"it no longer loads: {str(e).splitlines()[0][:120]}"
+    from engine.control.config import config_diff
+
+    diff = config_diff(run.config, on_disk)
+    if not diff:
+        return ""
+    k, (old, new) = next(iter(diff.items()))
+    more = f" and {len(diff) - 1} more" if len(diff) > 1 else ""
+    return f"{k}: {old!r} -> {new!r}{more}"
+
+
+def fork_run(home: Path, run_ref: str | int, *, overrides: dict[str, Any] | None = None,
+             assignments: list[str] | tuple[str, ...] = (), epoch: int | None = None, name: str | None = None,
+             tags: list[str] | tuple[str, ...] = (), notes: str = "", priority: int = 0) -> RunView:
+    """A new queued run that starts from a checkpoint of `run_ref` under a changed config.
+
+    The parent's config plus `overrides` and `key=value` `assignments`; its folder gets
+    `checkpoints/init.pt`, a copy of the parent's `checkpoints/epoch_NNN.pt` (`epoch` given) or `last.pt`.
+    """
+    from engine.control.config import config_diff, resolve_config
+    from engine.control.launcher import ensure_supervisor
+
+    parent = store_runs.find_run(home, run_ref)
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1):
+        raise SubmitError(f"--epoch must be a positive integer, not {epoch!r}")
+    base = {k: v for k, v in parent.config.items() if k not in ("recipe", "config_version")}
+    base.update(overrides or {})
+    base["name"] = name if name is not None else _fork_name(parent.name)
+    cfg = resolve_config(parent.config["recipe"], base, list(assignments))  # bad --set values first
+    shape = [k for k in SHAPE_FIELDS if k in config_diff(parent.config, cfg)]
+    if shape:
+        raise SubmitError(f"a fork keeps the parent's model shapes; {', '.join(shape)} cannot change "
+                          f"(start a new run instead)")
+    folder = _run_folder(home, parent)
+    if epoch is not None:
+        source = folder / "checkpoints" / f"epoch_{epoch:03d}.pt"
+        parent_epoch = epoch
+        if not source.is_file():
+            kept = sorted(p.name for p in (folder / "checkpoints").glob("epoch_*.pt"))
+            raise SubmitError(f"run {parent.id} has no checkpoint of epoch {epoch} "
+                              f"(kept: {', '.join(kept) if kept else 'none'}; see keep_every)")
+    else:
+        source = folder / "checkpoints" / "last.pt"
+        parent_epoch = parent.epoch
+        if not source.is_file():
+            raise SubmitError(f"run {parent.id} has no checkpoint to fork from ({source} is missing)")
+    if cfg["epochs"] <= parent_epoch:
+        raise SubmitError(f"the fork starts after epoch {parent_epoch}; set epochs above it "
+                          f"(--set epochs={parent_epoch + 10})")
+
+    # Copy before the row's write transaction (a checkpoint can be large), move it in inside it.
+    staged = _stage_copy(source, home)
+    try:
+        view = create_run(home, cfg, tags=tags, notes=notes, priority=priority, status="queued",
+                          parent_id=parent.id, parent_relation="fork", parent_epoch=parent_epoch,
+                          after_folder=lambda run_dir: os.replace(staged, run_dir / "checkpoints" / "init.pt"))
+    finally:
+        staged.unlink(missing_ok=True)
+    ensure_supervisor(home)
+    return view
+
+
+def _stage_copy(source: Path, home: Path) -> Path:
+    """A private, fsynced copy of `source` in `home` (same file system as the run folders)."""
+    import tempfile
+
+    from engine.control.paths import fsync_dir
+
+    fd, tmp = tempfile.mkstemp(prefix=".fork-", suffix=".pt", dir=home)
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    fsync_dir(home)
+    return Path(tmp)
+
+
+def _fork_name(parent_name: str) -> str:
+    import re
+
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", parent_name)[:59].strip("-.") or "run"
+    return f"{stem}-fork"
+
+
+def cancel_run(home: Path, run_ref: str | int) -> RunView:
+    """Queued: cancelled at once. Running: cancel requested in the store, and SIGTERM sent to the worker's
+    process group; SIGKILL follows after the grace period (setting `cancel_grace_s`, default 30 s),
+    enforced by the supervisor. Finished: refused.
+
+    Exactly one SIGTERM reaches a worker: the supervisor watching it sends it (within one tick); with no
+    supervisor alive, we send it here when the worker runs on this host and is verifiably ours, and
+    start a supervisor, which adopts the worker, knows the SIGTERM was sent and keeps the grace. (A second
+    SIGTERM could arrive while the worker's interpreter shuts down, after its handlers are gone, and turn
+    a clean `cancelled` exit into a death by signal.) A headless worker shares its command's process
+    group, so it alone gets the signal.
+    """
+    import signal
+    import socket
+
+    from engine.control.launcher import ensure_supervisor
+    from engine.control.procs import signal_verified
+    from engine.control.supervisor_lock import lock_is_held
+
+    run = store_runs.find_run(home, run_ref)
+    if run.is_terminal:
+        raise SubmitError(f"run {run.id} is already {run.status}")
+    already = run.cancel_requested
+    view = store_runs.request_cancel(home, run.id)
+    if view.status != "running" or already:
+        return view
+    here = view.host in (None, socket.gethostname())
+    if view.managed_by != "supervisor":
+        if here:
+            signal_verified(view.pid, view.pid_start, signal.SIGTERM, group=False)
+    elif not lock_is_held(home):
+        if here:
+            signal_verified(view.pid, view.pid_start, signal.SIGTERM, group=True)
+        ensure_supervisor(home)  # someone must enforce the grace period
     return view

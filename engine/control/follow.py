@@ -1,0 +1,222 @@
+"""Turning a worker's metrics.jsonl into row fields and its exit into a terminal status (torch-free).
+
+Shared by the supervisor (which follows its workers live), `reconcile` (which settles a run whose process
+vanished) and the headless runner, so all three report the same numbers and the same statuses.
+
+A resumed run appends to the same metrics.jsonl, so the file can hold an `end` record of an earlier attempt.
+Only an `end` record written after the current attempt started (its `time` >= the row's `started_at`)
+counts; an older one is history.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ERROR_LIMIT = 4000  # characters of error text kept in the row (the full log stays in log.txt)
+LOG_TAIL_LINES = 20
+# Worker `end` statuses, as written by engine/worker.py
+END_STATUSES = ("completed", "failed", "cancelled", "diverged")
+
+
+@dataclass
+class ProgressFold:
+    """Folds metrics records into the progress columns of a run row (see store.runs.PROGRESS_FIELDS)."""
+
+    since: float | None = None  # start of the current attempt: older `end` records are ignored
+    fields: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 0
+    steps_per_epoch: int = 0
+    end: dict[str, Any] | None = None
+    artifacts: list[dict[str, Any]] = field(default_factory=list)  # not yet recorded in the store
+    dirty: bool = False
+
+    def fold(self, rec: dict[str, Any]) -> None:
+        kind = rec.get("kind")
+        f = self.fields
+        if kind == "start":
+            self.epochs = _int(rec.get("epochs")) or self.epochs
+            self.steps_per_epoch = _int(rec.get("steps_per_epoch")) or self.steps_per_epoch
+            f["epoch"] = _int(rec.get("epoch")) or 0
+            f["step"] = _int(rec.get("step")) or 0
+            if self.epochs:
+                f["epochs"] = self.epochs
+        elif kind == "train":
+            if _int(rec.get("step")) is not None:
+                f["step"] = _int(rec.get("step"))
+            f["last_metrics"] = {k: _finite(v) for k, v in rec.items()
+                                 if k not in ("kind", "epoch", "step", "time")}
+        elif kind == "epoch":
+            if _int(rec.get("epoch")) is not None:
+                f["epoch"] = _int(rec.get("epoch"))
+            if _int(rec.get("step")) is not None:
+                f["step"] = _int(rec.get("step"))
+            for src, dst in (("test_acc", "last_test_acc"), ("train_acc", "last_train_acc"),
+                             ("images_per_s", "images_per_s")):
+                v = _finite(rec.get(src))
+                if v is not None:
+                    f[dst] = v
+        elif kind == "artifact":
+            if isinstance(rec.get("path"), str):
+                self.artifacts.append(rec)
+        elif kind == "end":
+            t = rec.get("time")
+            if self.since is None or not isinstance(t, (int, float)) or t >= self.since:
+                self.end = rec
+        else:
+            return
+        total = self.epochs * self.steps_per_epoch
+        if total and isinstance(f.get("step"), int):
+            f["progress"] = min(1.0, max(0.0, f["step"] / total))
+        if self.end is not None and self.end.get("status") == "completed":
+            f["progress"] = 1.0
+        self.dirty = True
+
+    def take_artifacts(self) -> list[dict[str, Any]]:
+        out, self.artifacts = self.artifacts, []
+        return out
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a worker's attempt ended: the row's terminal status and what to record with it."""
+
+    status: str
+    message: str
+    error: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {"error": self.error, "exit_code": self.exit_code, "signal": self.signal}
+
+
+def outcome(end: dict[str, Any] | None, *, returncode: int | None, cancel_requested: bool,
+            killed_by_us: bool, log_path: Path | None) -> Outcome:
+    """The terminal status of an attempt.
+
+    The worker's own `end` record wins (it knows why it stopped). Without one: a signal is `killed` (or
+    `cancelled` when a cancel was asked for, whoever delivered the signal), an exit code is `failed` with the
+    log's tail, and a process that vanished while nobody was its parent (returncode None) is `lost`.
+    """
+    code = returncode if returncode is not None and returncode >= 0 else None
+    sig = -returncode if returncode is not None and returncode < 0 else None
+    if end is not None and end.get("status") in END_STATUSES:
+        status = str(end["status"])
+        error = end.get("error") if isinstance(end.get("error"), str) else None
+        if status == "failed":
+            error = _clip((error or "failed") + log_tail(log_path))
+        message = {"completed": "completed", "cancelled": "cancelled: the worker checkpointed and stopped",
+                   "diverged": f"diverged: {error}", "failed": f"failed: {_first_line(error)}"}[status]
+        if status == "completed":
+            error = None
+        return Outcome(status, message, error, code if code is not None else (128 + sig if sig else None), sig)
+    if sig is not None:
+        name = _signame(sig)
+        if cancel_requested:
+            why = ("did not stop within the grace period; killed with " if killed_by_us else "stopped by ") + name
+            return Outcome("cancelled", f"cancelled: {why}", why, None, sig)
+        return Outcome("killed", f"killed by {name}", f"worker killed by {name}" + log_tail(log_path), None, sig)
+    if returncode is not None:
+        if cancel_requested and killed_by_us:
+            return Outcome("cancelled", "cancelled", f"exited with code {returncode} after the cancel", code)
+        error = _clip(f"worker exited with code {returncode} without an end record" + log_tail(log_path))
+        status = "failed" if returncode != 0 else "lost"
+        return Outcome(status, f"{status}: {_first_line(error)}", error, code)
+    why = "the worker process vanished without an end record (killed, or its machine restarted)"
+    if cancel_requested:
+        return Outcome("cancelled", "cancelled: the worker is gone", why)
+    return Outcome("lost", f"lost: {why}", why + log_tail(log_path))
+
+
+def attempt_end(metrics_path: Path, since: float | None, tail_bytes: int = 256 * 1024) -> dict[str, Any] | None:
+    """The `end` record of the current attempt (written at or after `since`), from the file's last bytes."""
+    try:
+        with open(metrics_path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(max(0, size - tail_bytes))
+            chunk = fh.read()
+    except OSError:
+        return None
+    for line in reversed(chunk.split(b"\n")):
+        rec = _parse(line)
+        if rec is None or rec.get("kind") != "end":
+            continue
+        t = rec.get("time")
+        if since is None or not isinstance(t, (int, float)) or t >= since:
+            return rec
+        return None  # the newest end record is older than this attempt
+    return None
+
+
+def line_end_offset(path: Path) -> int:
+    """Offset just past the last newline of `path` (0 if none or missing): where a new attempt's records
+    begin once the worker has cut a half-written last line."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            pos = size
+            while pos > 0:
+                start = max(0, pos - 65536)
+                fh.seek(start)
+                chunk = fh.read(pos - start)
+                i = chunk.rfind(b"\n")
+                if i >= 0:
+                    return start + i + 1
+                pos = start
+    except OSError:
+        return 0
+    return 0
+
+
+def log_tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
+    """The last non-empty lines of log.txt (a traceback, usually), prefixed with a newline; '' if none."""
+    if path is None:
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(max(0, size - 32768))
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+    tail = [ln for ln in text.splitlines()[-lines:] if ln.strip()]
+    return ("\n" + "\n".join(tail)) if tail else ""
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= ERROR_LIMIT else "..." + text[-(ERROR_LIMIT - 3):]
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0][:200] if (text or "").strip() else ""
+
+
+def _signame(sig: int) -> str:
+    try:
+        return f"signal {sig} ({signal.Signals(sig).name})"
+    except ValueError:
+        return f"signal {sig}"
+
+
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v

@@ -1,0 +1,166 @@
+"""Liveness: no row says `running` after its process is gone.
+
+Every `ganmgr` command, the TUI at start and the supervisor at start and on every tick call `reconcile`.
+A running row whose worker is not alive — pid gone, or the pid now belongs to another process (its start
+time differs) — gets its terminal status: the one in the worker's `end` record if the attempt wrote one,
+else `lost`. Nothing here ever signals a process.
+
+Who settles what: while a supervisor holds the store's lock it settles its own workers (it knows their exit
+codes), so other callers leave supervisor rows alone; once the lock is free, anybody settles them. Rows
+of another host are left alone (their processes cannot be checked from here).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Container
+from pathlib import Path
+from typing import Any
+
+from engine.control.follow import ProgressFold, attempt_end, outcome
+from engine.control.launcher import worker_argv
+from engine.control.procs import find_processes, is_alive
+from engine.control.supervisor_lock import lock_is_held
+from store import runs as store_runs
+from store.db import db_path
+from store.errors import StoreError
+from store.metrics_reader import MetricsTail
+from store.views import RunView
+
+# A headless run's row says `running` a moment before its worker's pid is recorded: give it this long.
+HEADLESS_START_GRACE_S = 120.0
+
+
+def reconcile(home: Path, *, owned: Container[int] = (), supervisor_alive: bool | None = None,
+              owned_viz: Container[int] = ()) -> list[RunView]:
+    """Settle every `running` row whose process is not alive; returns the rows whose status changed.
+
+    `owned`: run ids the caller (a supervisor) tracks itself. `supervisor_alive`: whether a supervisor
+    holds the lock (looked up when None; a supervisor passes False, meaning "every row I don't own is
+    orphaned"). Does nothing, and creates nothing, when the store does not exist yet.
+    """
+    if not db_path(home).exists():
+        return []
+    if supervisor_alive is None:
+        supervisor_alive = lock_is_held(home)
+    host = socket.gethostname()
+    changed: list[RunView] = []
+    for run in store_runs.list_runs(home, status="running"):
+        if run.id in owned or (run.host and run.host != host):
+            continue
+        if run.managed_by == "supervisor" and supervisor_alive:
+            continue
+        try:
+            view = settle_run(home, run)
+        except StoreError:  # changed under us (finished, deleted): the other writer's word stands
+            continue
+        if view is not None:
+            changed.append(view)
+    if not supervisor_alive:
+        _reconcile_viz(home, host, owned_viz)
+    return changed
+
+
+def settle_run(home: Path, run: RunView) -> RunView | None:
+    """One running row: None while its process lives, else the row after its terminal status is written."""
+    if run.pid is None:
+        return _settle_unstarted(home, run)
+    if is_alive(run.pid, run.pid_start):
+        return None
+    run_dir = Path(run.run_dir) if run.run_dir else None
+    fold = final_fold(home, run)
+    end = fold.end
+    if end is None and run_dir is not None:
+        end = attempt_end(run_dir / "metrics.jsonl", run.started_at)
+    oc = outcome(end, returncode=None, cancel_requested=run.cancel_requested, killed_by_us=False,
+                 log_path=run_dir / "log.txt" if run_dir else None)
+    return store_runs.set_status(home, run.id, oc.status, message=oc.message, **oc.fields(),
+                                 **progress_fields(fold))
+
+
+def final_fold(home: Path, run: RunView) -> ProgressFold:
+    """Fold whatever the worker wrote after the row's `metrics_offset` (progress, artifacts, end)."""
+    fold = ProgressFold(since=run.started_at)
+    if not run.run_dir:
+        return fold
+    tail = MetricsTail(Path(run.run_dir) / "metrics.jsonl", offset=run.metrics_offset)
+    while True:
+        before = tail.offset
+        for rec in tail.read_new():
+            fold.fold(rec)
+        if tail.offset == before:
+            break
+    fold.fields["metrics_offset"] = tail.offset
+    record_artifacts(home, run.id, fold)
+    return fold
+
+
+def record_artifacts(home: Path, run_id: int, fold: ProgressFold) -> None:
+    for rec in fold.take_artifacts():
+        epoch = rec.get("epoch")
+        try:
+            store_runs.add_artifact(home, run_id, str(rec.get("what") or "file"), rec["path"],
+                                    epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None)
+        except StoreError:
+            continue  # a path the store refuses (outside the run folder) is not recorded
+
+
+def progress_fields(fold: ProgressFold) -> dict[str, Any]:
+    return dict(fold.fields)
+
+
+def _settle_unstarted(home: Path, run: RunView) -> RunView | None:
+    """A row claimed but without a recorded worker: find the worker, else queue it again / mark it lost."""
+    if run.run_dir:
+        for st in find_processes(worker_argv(Path(run.run_dir))):
+            store_runs.mark_started(home, run.id, pid=st.pid, pid_start=st.start)
+            return None
+    if run.managed_by == "supervisor":
+        if run.cancel_requested:
+            return store_runs.set_status(home, run.id, "cancelled", message="cancelled before its worker started")
+        return store_runs.set_status(home, run.id, "queued", message="queued again: the supervisor stopped "
+                                     "before it started the worker")
+    if time.time() - (run.started_at or run.created_at) < HEADLESS_START_GRACE_S:
+        return None
+    return store_runs.set_status(home, run.id, "lost", message="lost: the headless command stopped before "
+                                 "its worker started", error="no worker process was ever recorded")
+
+
+def _reconcile_viz(home: Path, host: str, owned: Container[int]) -> None:
+    """Visualization jobs whose recorded process is gone become `lost`. A job without a pid yet is left to
+    whoever claimed it (its launcher records the pid right after starting the process)."""
+    for job in store_runs.list_viz_jobs(home, status="running"):
+        if job.id in owned or job.pid is None or (job.host and job.host != host):
+            continue
+        if is_alive(job.pid, job.pid_start):
+            continue
+        try:
+            store_runs.set_viz_status(home, job.id, "lost", error="the visualization process vanished")
+        except StoreError:
+            continue
+
+
+def supervisor_work_pending(home: Path, host: str | None = None) -> bool:
+    """Queued runs, or running runs on this host that a supervisor should be watching."""
+    if not db_path(home).exists():
+        return False
+    host = host or socket.gethostname()
+    return any(is_supervisor_work(r, host) for r in store_runs.list_runs(home, status=("queued", "running")))
+
+
+def is_supervisor_work(run: RunView, host: str) -> bool:
+    """A queued run, or a running one a supervisor on `host` starts, watches or adopts."""
+    if run.managed_by != "supervisor":
+        return False
+    return run.status == "queued" or run.host in (None, host)
+
+
+def reconcile_and_ensure_supervisor(home: Path) -> list[RunView]:
+    """What every command does first: settle dead rows, then start a supervisor if work waits for one."""
+    from engine.control.launcher import ensure_supervisor
+
+    changed = reconcile(home)
+    if supervisor_work_pending(home) and not lock_is_held(home):
+        ensure_supervisor(home)
+    return changed

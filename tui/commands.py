@@ -1,0 +1,477 @@
+"""The bodies of the `ganmgr` subcommands (the parser and the error handling live in tui/cli.py).
+
+Each command reconciles first (see `dispatch`), reads and writes the store through `store.runs` and
+`engine.control.submit`, and prints plain text meant for a terminal or a pipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.control.config import RECIPES
+from engine.control.paths import PathError, ensure_inside
+from store import runs as store_runs
+from store.db import db_path
+from store.views import RunView
+from tui.cli import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    CliError,
+    config_from_args,
+    shown,
+    validate_note,
+    validate_tags,
+)
+
+FOLLOW_POLL_S = 0.25
+
+
+def dispatch(args: argparse.Namespace, home: Path) -> int:
+    from engine.control.reconcile import reconcile_and_ensure_supervisor
+
+    if db_path(home).exists():
+        reconcile_and_ensure_supervisor(home)
+    handler = COMMANDS[args.command]
+    return handler(args, home)
+
+
+def find(home: Path, ref: str) -> RunView:
+    """The run `ref` names; an empty or missing store is 'no run', and is not created by asking."""
+    if not db_path(home).exists():
+        raise CliError(f"no run {shown(ref)}: there is no store at {home}")
+    return store_runs.find_run(home, ref)
+
+
+# ----------------------------------------------------------------------------------------------- run
+
+
+def cmd_run(args: argparse.Namespace, home: Path) -> int:
+    cfg = config_from_args(args)
+    tags = validate_tags(args.tags)
+    notes = validate_note(args.note)
+    if args.headless:
+        queue_only = [flag for flag, value in (("--priority", args.priority),
+                                               ("--max-concurrent", args.max_concurrent),
+                                               ("--gpus", args.gpus), ("--quiet", args.quiet or None))
+                      if value is not None]
+        if queue_only:
+            raise CliError(f"{queue_only[0]} applies to queued runs; drop it or drop --headless")
+        from tui.headless import run_headless
+
+        return run_headless(home, cfg, tags=tags, notes=notes)
+    from engine.control.datasets import check_dataset_available
+    from engine.control.submit import enqueue
+
+    check_dataset_available(cfg)  # before the settings change: bad input changes nothing
+    if args.max_concurrent is not None:
+        store_runs.set_setting(home, "max_concurrent", args.max_concurrent)
+    if args.gpus is not None:
+        store_runs.set_setting(home, "gpus", args.gpus)
+    view = enqueue(home, cfg, tags=tags, notes=notes, priority=args.priority or 0)
+    if args.quiet:
+        print(view.id)
+        return EXIT_OK
+    queue = [r.id for r in store_runs.queued_in_order(home)]
+    where = f"position {queue.index(view.id) + 1} of {len(queue)} in the queue" if view.id in queue else "started"
+    print(f"run {view.id} queued: {view.name} ({where})")
+    print(f"  folder {view.run_dir}")
+    print(f"  follow it with: ganmgr logs -f {view.id}   (or ganmgr ls)")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------ ls
+
+
+def cmd_ls(args: argparse.Namespace, home: Path) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise CliError(f"--limit {args.limit} must be 1 or more")
+    if args.tag is not None:
+        validate_tags([args.tag])
+    runs: list[RunView] = []
+    if db_path(home).exists():
+        runs = store_runs.list_runs(home, status=args.status, recipe=args.recipe, tag=args.tag,
+                                    text=args.text or None, order="id")
+    if args.limit:
+        runs = runs[-args.limit:]
+    if args.json:
+        print(json.dumps([run_json(r) for r in runs], allow_nan=False))
+        return EXIT_OK
+    if not runs:
+        print("no runs" + (" match" if any((args.status, args.recipe, args.tag, args.text)) else " yet"))
+        return EXIT_OK
+    now = time.time()
+    header = ("ID", "NAME", "RECIPE", "DATASET", "STATUS", "PROG", "EPOCH", "TEST ACC", "IMG/S", "AGE")
+    rows = [(str(r.id), _cut(r.name, 28), r.recipe, _cut(_short_dataset(r.dataset), 18), _status_text(r),
+             f"{r.progress * 100:.0f}%", f"{r.epoch}/{r.epochs}", _acc_text(r),
+             f"{r.images_per_s:.0f}" if r.images_per_s else "-", _age(now - r.created_at)) for r in runs]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    right = {0, 5, 6, 7, 8, 9}
+    for row in (header, *rows):
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        print("  ".join(cells).rstrip())
+    return EXIT_OK
+
+
+def run_json(r: RunView) -> dict[str, Any]:
+    """Every column of a run as strict JSON (a non-finite number becomes null)."""
+    return _finite(r.to_dict())
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_finite(x) for x in v]
+    return v
+
+
+def _status_text(r: RunView) -> str:
+    if r.status == "running" and r.cancel_requested:
+        return "cancelling"
+    return r.status
+
+
+def _acc_text(r: RunView) -> str:
+    if r.last_test_acc is None:
+        return "-"
+    best = r.best_test_acc if r.best_test_acc is not None else r.last_test_acc
+    return f"{r.last_test_acc:.1f}/{best:.1f}"
+
+
+def _short_dataset(ds: str) -> str:
+    return "npz:" + Path(ds[4:]).name if ds.startswith("npz:") else ds
+
+
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _age(seconds: float) -> str:
+    s = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def _when(t: float | None) -> str:
+    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+# ---------------------------------------------------------------------------------------------- show
+
+
+def cmd_show(args: argparse.Namespace, home: Path) -> int:
+    run = find(home, args.run)
+    events = store_runs.list_events(home, run.id)
+    artifacts = store_runs.list_artifacts(home, run.id)
+    if args.json:
+        print(json.dumps(_finite({"run": run.to_dict(), "events": [e.to_dict() for e in events],
+                                  "artifacts": [a.to_dict() for a in artifacts]}), allow_nan=False))
+        return EXIT_OK
+    out: list[tuple[str, str]] = []
+    status = _status_text(run)
+    print(f"run {run.id}  {run.name}  [{status}]")
+    out.append(("recipe", f"{run.recipe}    dataset {run.dataset}"))
+    dur = run.duration_s
+    out.append(("created", f"{_when(run.created_at)}    started {_when(run.started_at)}    ended "
+                           f"{_when(run.ended_at)}{f'    ran {_age(dur)}' if dur is not None else ''}"))
+    out.append(("progress", f"{run.progress * 100:.0f}%    epoch {run.epoch}/{run.epochs}    step {run.step}"))
+    if run.last_test_acc is not None or run.last_train_acc is not None:
+        out.append(("accuracy", f"test last {_num(run.last_test_acc)} best {_num(run.best_test_acc)}    "
+                                f"train {_num(run.last_train_acc)}    images/s {_num(run.images_per_s, 0)}"))
+    if run.last_metrics:
+        out.append(("latest", "  ".join(f"{k} {_num(v, 4)}" for k, v in run.last_metrics.items())))
+    if run.pid is not None:
+        where = f"pid {run.pid} on {run.host or '?'}" + (f", GPU {run.gpu}" if run.gpu else "")
+        out.append(("process", where + ("" if run.status == "running" else " (ended)")))
+    if run.exit_code is not None or run.signal is not None:
+        out.append(("exit", f"code {run.exit_code}" if run.signal is None else f"signal {run.signal}"))
+    out.append(("queue", f"priority {run.priority}    managed by {run.managed_by}"))
+    if run.parent_id is not None:
+        out.append(("parent", f"run {run.parent_id} ({run.parent_relation} at epoch {run.parent_epoch})"))
+    out.append(("git", run.git_commit or "-"))
+    if run.tags:
+        out.append(("tags", ", ".join(run.tags)))
+    if run.notes:
+        out.append(("notes", run.notes.replace("\n", "\n" + " " * 15)))
+    folder = Path(run.run_dir) if run.run_dir else None
+    if folder is not None:
+        out.append(("folder", str(folder)))
+        out.append(("log", str(folder / "log.txt")))
+        out.append(("metrics", str(folder / "metrics.jsonl")))
+        ckpts = sorted(p.name for p in (folder / "checkpoints").glob("*.pt")) if folder.is_dir() else []
+        out.append(("checkpoints", ", ".join(ckpts) if ckpts else "none yet"))
+        samples = [a.path for a in artifacts if a.kind == "samples"]
+        if samples:
+            out.append(("samples", f"{len(samples)} grids, latest {folder / samples[-1]}"))
+    for k, v in out:
+        print(f"  {k:<13}{v}")
+    if run.error:
+        print("  error")
+        for line in run.error.strip().splitlines()[-25:]:
+            print(f"    {line}")
+    print("  config")
+    for k in sorted(run.config):
+        print(f"    {k:<16}{json.dumps(run.config[k])}")
+    print("  history")
+    for e in events:
+        print(f"    {_when(e.at)}  {e.status:<10}{e.message or ''}")
+    return EXIT_OK
+
+
+def _num(v: Any, digits: int = 2) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return "-" if v is None else str(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+# ---------------------------------------------------------------------------------------------- logs
+
+
+def cmd_logs(args: argparse.Namespace, home: Path) -> int:
+    run = find(home, args.run)
+    if args.lines is not None and args.lines < 0:
+        raise CliError(f"--lines {args.lines} must be 0 or more")
+    if not run.run_dir:
+        raise CliError(f"run {run.id} has no folder")
+    path = ensure_inside(home, Path(run.run_dir)) / "log.txt"
+    out = sys.stdout.buffer
+    pos = 0
+    if path.exists():
+        pos = _print_log(path, out, args.lines)
+    elif not args.follow:
+        print(f"(run {run.id} has no log yet: {run.status})", file=sys.stderr)
+        return EXIT_OK
+    if not args.follow:
+        return EXIT_OK
+    return _follow_log(home, run.id, path, pos, out)
+
+
+def _print_log(path: Path, out: Any, lines: int | None) -> int:
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if lines is not None:
+            fh.seek(max(0, size - max(4096, lines * 400)))
+            data = fh.read(size - fh.tell())
+            kept = data.splitlines(keepends=True)[-lines:] if lines else []
+            out.write(b"".join(kept))
+        else:
+            while chunk := fh.read(1 << 20):
+                out.write(chunk)
+        out.flush()
+        return fh.tell()
+
+
+def _follow_log(home: Path, run_id: int, path: Path, pos: int, out: Any) -> int:
+    """Copy what the worker appends until the run reaches a terminal status (then the rest, and stop)."""
+    from engine.control.reconcile import reconcile
+
+    last_check = 0.0
+    try:
+        while True:
+            now = time.monotonic()
+            ended = False
+            if now - last_check >= 1.0:
+                last_check = now
+                reconcile(home)  # a dead worker without a supervisor must not keep us waiting forever
+                row = store_runs.get_run(home, run_id)
+                ended = row is None or row.is_terminal
+            pos = _copy_new(path, pos, out)
+            if ended:
+                _copy_new(path, pos, out)
+                return EXIT_OK
+            time.sleep(FOLLOW_POLL_S)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _copy_new(path: Path, pos: int, out: Any) -> int:
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size < pos:
+                pos = 0  # replaced or truncated: start over
+            fh.seek(pos)
+            while chunk := fh.read(1 << 20):
+                out.write(chunk)
+                pos += len(chunk)
+    except FileNotFoundError:
+        return pos
+    out.flush()
+    return pos
+
+
+# ----------------------------------------------------------------------------- cancel, resume, fork
+
+
+def cmd_cancel(args: argparse.Namespace, home: Path) -> int:
+    from engine.control.submit import cancel_grace_s, cancel_run
+
+    run = find(home, args.run)
+    view = cancel_run(home, run.id)
+    if view.status == "cancelled":
+        print(f"run {view.id} cancelled (it had not started)")
+    else:
+        grace = cancel_grace_s(store_runs.get_settings(home))
+        print(f"run {view.id}: cancel requested; the worker finishes its step, checkpoints and stops "
+              f"(SIGKILL after {grace:g} s)")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace, home: Path) -> int:
+    from engine.control.submit import resume_run
+
+    run = find(home, args.run)
+    view = resume_run(home, run.id)
+    print(f"run {view.id} queued again: it continues from checkpoints/last.pt (after epoch {run.epoch} "
+          f"of {run.epochs})")
+    return EXIT_OK
+
+
+def cmd_fork(args: argparse.Namespace, home: Path) -> int:
+    from engine.control.submit import fork_run
+
+    tags = validate_tags(args.tags)
+    notes = validate_note(args.note)
+    parent = find(home, args.run)
+    view = fork_run(home, parent.id, assignments=args.assignments, epoch=args.epoch, name=args.name,
+                    tags=tags, notes=notes, priority=args.priority)
+    if args.quiet:
+        print(view.id)
+        return EXIT_OK
+    from engine.control.config import config_diff
+
+    diff = config_diff(parent.config, view.config)
+    changes = ", ".join(f"{k}={json.dumps(new)}" for k, (_old, new) in diff.items() if k != "name")
+    print(f"run {view.id} queued: {view.name}, forked from run {parent.id} after epoch {view.parent_epoch}"
+          f"{' with ' + changes if changes else ''}")
+    print(f"  folder {view.run_dir}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------- tag, note, rm
+
+
+def cmd_tag(args: argparse.Namespace, home: Path) -> int:
+    tags = validate_tags(args.tags)
+    run = find(home, args.run)
+    view = (store_runs.remove_tags if args.remove else store_runs.add_tags)(home, run.id, tags)
+    print(f"run {view.id} tags: {', '.join(view.tags) if view.tags else '(none)'}")
+    return EXIT_OK
+
+
+def cmd_note(args: argparse.Namespace, home: Path) -> int:
+    text = validate_note(args.text, "the note")
+    run = find(home, args.run)
+    if args.append and run.notes:
+        text = run.notes.rstrip("\n") + "\n" + text
+    validate_note(text, "the note")
+    store_runs.set_notes(home, run.id, text)
+    print(f"run {run.id} note {'appended' if args.append else 'set'}")
+    return EXIT_OK
+
+
+def cmd_rm(args: argparse.Namespace, home: Path) -> int:
+    runs: list[tuple[RunView, Path | None]] = []
+    for ref in dict.fromkeys(args.runs):
+        run = find(home, ref)
+        if run.status == "running":
+            raise CliError(f"run {run.id} is running; cancel it first (ganmgr cancel {run.id})")
+        folder = None
+        if run.run_dir:
+            try:
+                folder = ensure_inside(home, Path(run.run_dir))
+            except PathError:
+                raise CliError(f"run {run.id}'s folder {run.run_dir} is outside the store {home}; "
+                               f"not deleting it") from None
+        if run.id not in [r.id for r, _ in runs]:
+            runs.append((run, folder))
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError("rm asks before deleting; run it in a terminal or add --yes")
+        for run, folder in runs:
+            print(f"  run {run.id}  {run.name}  [{run.status}]  {folder or '(no folder)'}", file=sys.stderr)
+        print(f"delete {'this run' if len(runs) == 1 else f'these {len(runs)} runs'} and "
+              f"{'its folder' if len(runs) == 1 else 'their folders'}? [y/N] ", end="", file=sys.stderr, flush=True)
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            print("nothing deleted", file=sys.stderr)
+            return EXIT_OK
+    for run, folder in runs:
+        store_runs.delete_run(home, run.id)  # refuses a run that started meanwhile
+        if folder is not None and folder.exists():
+            shutil.rmtree(folder)
+        print(f"deleted run {run.id} ({run.name})")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------- settings
+
+
+def cmd_settings(args: argparse.Namespace, home: Path) -> int:
+    from engine.control.submit import cancel_grace_s
+
+    changes = {k: v for k, v in (("max_concurrent", args.max_concurrent), ("gpus", args.gpus),
+                                 ("cancel_grace_s", args.cancel_grace)) if v is not None}
+    for key, value in changes.items():
+        store_runs.set_setting(home, key, value)
+    if db_path(home).exists():
+        settings = store_runs.get_settings(home)
+    else:
+        settings = json.loads(json.dumps(store_runs.DEFAULT_SETTINGS))
+    settings["cancel_grace_s"] = cancel_grace_s(settings)
+    if args.json:
+        print(json.dumps(settings, allow_nan=False, sort_keys=True))
+        return EXIT_OK
+    print(f"max_concurrent  {settings['max_concurrent']}    runs the supervisor keeps going at once")
+    gpus = ",".join(str(g) for g in settings.get("gpus") or []) or "none"
+    print(f"gpus            {gpus:<4}    handed out through CUDA_VISIBLE_DEVICES ('none': not assigned)")
+    print(f"cancel_grace_s  {settings['cancel_grace_s']:<4g}    seconds from SIGTERM to SIGKILL on cancel")
+    if changes:
+        from engine.control.launcher import ensure_supervisor
+        from engine.control.reconcile import supervisor_work_pending
+
+        if supervisor_work_pending(home):
+            ensure_supervisor(home)  # a raised max_concurrent takes effect on its next tick
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------- recipes
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    for spec in RECIPES.values():
+        print(f"{spec.name}: {spec.summary}")
+        defaults = spec.default_config()
+        for name, f in spec.all_fields().items():
+            print(f"  {name:<16} {json.dumps(defaults[name]):<22} {f.help}")
+        print()
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "ls": cmd_ls,
+    "show": cmd_show,
+    "logs": cmd_logs,
+    "cancel": cmd_cancel,
+    "resume": cmd_resume,
+    "fork": cmd_fork,
+    "tag": cmd_tag,
+    "note": cmd_note,
+    "rm": cmd_rm,
+    "settings": cmd_settings,
+}

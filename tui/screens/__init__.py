@@ -1,0 +1,1 @@
+"""Screens of the ganmgr TUI, one per file."""

@@ -1,0 +1,345 @@
+"""One run (`enter`): live charts of its loss terms and accuracies, its status and config, log tail,
+files and images.
+
+A thread worker follows the run folder (`tui.follow.RunFollower`, by byte offset, whole lines only) and
+re-reads the run's row once a second; it hands updates over through a deque and a coalescing message, so
+a burst of records costs one message. Charts redraw at most twice a second, only when something new
+arrived and only while this screen is the one shown: with records arriving every 0.5 s at most, a new
+point is on screen within about a second.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Log
+from textual.worker import get_current_worker
+
+from engine.control.config import RECIPES
+from store.views import ArtifactView, RunView
+from tui.external import open_external, scp_line, viewer_argv
+from tui.follow import FollowUpdate, RunFollower
+from tui.formatting import (
+    STATUS_STYLES,
+    fmt_duration,
+    fmt_epoch,
+    fmt_number,
+    fmt_pct,
+    fmt_rate,
+    fmt_started,
+    log_line,
+    one_line,
+    progress_bar,
+    short_dataset,
+    status_text,
+)
+from tui.screens.base import GanmgrScreen
+from tui.screens.file_location import FileLocationModal
+from tui.screens.run_actions import RunActions
+from tui.series import AXES, TEST_ACC, TRAIN_ACC, RunCharts
+from tui.widgets.image_panel import ImagePanel
+from tui.widgets.key_bar import KeyBar
+from tui.widgets.metric_chart import PALETTE, MetricChart
+from tui.widgets.quiet_static import QuietStatic
+
+POLL_S = 0.5  # folder poll period of the follower thread
+ROW_POLL_S = 1.0  # how often the run's row is re-read
+# A finished run changes only when someone resumes it or a visualization adds images: look less often.
+IDLE_POLL_S = 2.0
+IDLE_ROW_POLL_S = 5.0
+DRAW_S = 0.5  # chart redraw period (only when something changed)
+LOG_LINES = 400
+NARROW = 110  # below this many columns the side panel gets narrower and the file list hides
+ACC_COLORS = {TRAIN_ACC: PALETTE[0], TEST_ACC: PALETTE[1]}
+CONFIG_SUMMARY = ("width", "batch_size", "lr", "epochs", "seed", "device", "precision")
+
+
+class RunScreen(RunActions, GanmgrScreen[None]):
+    BINDINGS = [
+        Binding("escape,backspace", "back", "Back", id="run-back", tooltip="back to the runs table"),
+        Binding("v", "toggle_details", "Charts/details", id="run-view",
+                tooltip="narrow terminals: switch between the charts and the details (info, images, log)"),
+        Binding("e", "toggle_axis", "Step/epoch", id="run-axis",
+                tooltip="x axis: optimizer step (train windows) or epoch (per-epoch means)"),
+        Binding("s", "toggle_smooth", "Smooth", id="run-smooth", tooltip="smooth the lines (moving average)"),
+        Binding("left", "image(-1)", "Prev img", id="run-image-prev", tooltip="previous image (epoch grid)"),
+        Binding("right", "image(1)", "Next img", id="run-image-next", tooltip="next image (epoch grid)"),
+        Binding("i", "zoom_image", "Big image", id="run-image-zoom", tooltip="show the image full size (again: back)"),
+        Binding("o", "open_file", "Open img", id="run-open",
+                tooltip="open the image in a viewer on this display, or show its path and an scp line"),
+        Binding("l", "open_log", "Open log", id="run-open-log", tooltip="the same for log.txt"),
+        Binding("x", "cancel_run", "Cancel", id="run-cancel", tooltip="cancel or stop this run (asks first)"),
+        Binding("r", "resume", "Resume", id="run-resume", tooltip="queue this finished run again"),
+        Binding("f", "fork", "Fork", id="run-fork", tooltip="new run from this run, form prefilled"),
+        Binding("question_mark", "app.help", "Help", id="run-help", tooltip="this help"),
+        Binding("q", "app.quit", "Quit", id="run-quit", tooltip="quit; runs keep going"),
+    ]
+
+    class Pending(Message):
+        """New follower output waits in the screen's deque (coalesced: one in the queue is enough)."""
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, RunScreen.Pending)
+
+    class RowRead(Message):
+        def __init__(self, run: RunView, artifacts: list[ArtifactView]) -> None:
+            super().__init__()
+            self.run = run
+            self.artifacts = artifacts
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, RunScreen.RowRead)
+
+    def __init__(self, run: RunView) -> None:
+        super().__init__()
+        self.run = run
+        spec = RECIPES.get(run.recipe)
+        self.loss_names: tuple[str, ...] = spec.loss_metrics if spec else ()
+        self.charts_data = RunCharts(losses=self.loss_names)
+        self.axis = "step"
+        self.smooth = False
+        self._dirty = True
+        self._pending: deque[FollowUpdate] = deque()
+        self._stop = threading.Event()
+        self.artifacts: list[ArtifactView] = []
+        self.updates_applied = 0  # follower updates taken in (tests read it)
+
+    @property
+    def run_dir(self) -> Path | None:
+        return Path(self.run.run_dir) if self.run.run_dir else None
+
+    def selected_run(self) -> RunView | None:
+        return self.run
+
+    def compose(self) -> ComposeResult:
+        yield QuietStatic(id="run-title")
+        with Horizontal(id="run-body"):
+            with Vertical(id="run-charts"):
+                yield MetricChart("losses", id="loss-chart")
+                yield MetricChart("accuracy %", id="acc-chart")
+            with Vertical(id="run-side"):
+                yield QuietStatic(id="run-info")
+                yield ImagePanel(id="run-images")
+                yield QuietStatic(id="run-files")
+                yield Log(max_lines=LOG_LINES, id="run-log")
+        yield KeyBar()
+
+    def on_mount(self) -> None:
+        self.query_one("#run-info").border_title = "run"
+        self.query_one("#run-files").border_title = "files"
+        log = self.query_one("#run-log", Log)
+        log.border_title = "log.txt"
+        log.can_focus = False
+        self._apply_width(self.app.size.width)
+        self._render_run()
+        self.set_interval(DRAW_S, self._draw_if_dirty)
+        self.follow()
+
+    def on_resize(self) -> None:
+        self._apply_width(self.size.width)
+
+    def _apply_width(self, width: int) -> None:
+        self.set_class(width < NARROW, "-narrow")
+
+    def on_unmount(self) -> None:
+        self._stop.set()
+
+    def action_back(self) -> None:
+        if self.maximized is not None:
+            self.minimize()
+            return
+        self._stop.set()
+        self.dismiss(None)
+
+    # -- the follower thread ---------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="follow", exit_on_error=False, name="follow")
+    def follow(self) -> None:
+        from store import runs as store_runs
+
+        worker = get_current_worker()
+        run_dir = self.run_dir
+        follower = RunFollower(run_dir) if run_dir else None
+        next_row = 0.0
+        while not worker.is_cancelled and not self._stop.is_set():
+            more = False
+            if follower is not None:
+                up = follower.poll()
+                if not up.empty:
+                    self._pending.append(up)
+                    self.post_message(self.Pending())
+                more = up.more
+            now = time.monotonic()
+            finished = self.run.is_terminal
+            if now >= next_row:
+                next_row = now + (IDLE_ROW_POLL_S if finished else ROW_POLL_S)
+                view = store_runs.get_run(self.home, self.run.id)
+                if view is not None:
+                    arts = store_runs.list_artifacts(self.home, self.run.id)
+                    self.post_message(self.RowRead(view, arts))
+            # Back off while the app is behind on its messages (a huge backlog being read).
+            backlog = self.app.message_queue_size + self.message_queue_size
+            base = IDLE_POLL_S if finished else POLL_S
+            delay = 0.05 if more and backlog < 20 else base * (4 if backlog > 50 else 1)
+            self._stop.wait(delay)
+
+    @on(Pending)
+    def _take_pending(self) -> None:
+        log = self.query_one("#run-log", Log)
+        images = self.query_one(ImagePanel)
+        while self._pending:
+            up = self._pending.popleft()
+            self.updates_applied += 1
+            if up.metrics_reset:
+                self.charts_data.clear()
+                self._dirty = True
+            if up.records and self.charts_data.ingest(up.records):
+                self._dirty = True
+            if up.log_reset:
+                log.clear()
+            if up.log_lines:
+                log.write_lines([log_line(ln) for ln in up.log_lines])
+            if up.images is not None and self.run_dir is not None:
+                images.set_images(self.run_dir, up.images)
+        if self._dirty and self.visible:
+            self._draw_if_dirty()
+
+    @on(RowRead)
+    def _row_read(self, event: RowRead) -> None:
+        self.run = event.run
+        self.artifacts = event.artifacts
+        self._render_run()
+
+    # -- drawing -------------------------------------------------------------------------------------
+
+    def _draw_if_dirty(self) -> None:
+        if not self._dirty or not self.visible:
+            return
+        self.draw_charts()
+
+    def draw_charts(self) -> None:
+        self._dirty = False
+        data = self.charts_data
+        note = "" if self.axis == "step" else "per-epoch means"
+        self.query_one("#loss-chart", MetricChart).draw(
+            data.loss_series[self.axis], order=data.loss_names(), xlabel=self.axis, smooth=self.smooth,
+            note=note)
+        self.query_one("#acc-chart", MetricChart).draw(
+            data.acc_series[self.axis], order=[TRAIN_ACC, TEST_ACC], xlabel=self.axis, smooth=self.smooth,
+            colors=ACC_COLORS)
+
+    def _render_run(self) -> None:
+        r = self.run
+        title = status_text(r.status, cancelling=r.cancel_requested)
+        head = f" #{r.id} {r.name}  "
+        line = progress_bar(r.progress if r.status != "completed" else 1.0, width=10)
+        bits = [f"epoch {fmt_epoch(r.epoch, r.epochs)}"]
+        if r.images_per_s and r.status == "running":
+            bits.append(f"{fmt_rate(r.images_per_s)} img/s")
+        if r.duration_s is not None:
+            bits.append(fmt_duration(r.duration_s))
+        text = Text()
+        text.append(head, style="bold")
+        text.append_text(title)
+        text.append("  ")
+        text.append_text(line)
+        text.append("   " + "  ".join(bits))
+        self.query_one("#run-title", QuietStatic).show(text)
+        self.query_one("#run-info", QuietStatic).show(self._info_text())
+        self.query_one("#run-files", QuietStatic).show(self._files_text())
+
+    def _info_text(self) -> Text:
+        r = self.run
+        cfg = r.config
+        t = Text()
+        t.append(f"{r.recipe} · {short_dataset(r.dataset)}\n", style="bold")
+        summary = " · ".join(f"{k} {fmt_number(cfg[k])}" for k in CONFIG_SUMMARY if k in cfg)
+        t.append(summary + "\n")
+        acc = fmt_pct(r.last_test_acc)
+        if acc:
+            t.append(f"test acc {acc}% (best {fmt_pct(r.best_test_acc)})\n")
+        started = fmt_started(r.started_at)
+        where = f" on {r.host}" if r.host else ""
+        gpu = f" gpu {r.gpu}" if r.gpu else ""
+        t.append(f"created {fmt_started(r.created_at)}" + (f" · started {started}{where}{gpu}" if started else "")
+                 + "\n", style="dim")
+        if r.parent_id:
+            at = f" @ epoch {r.parent_epoch}" if r.parent_epoch is not None else ""
+            t.append(f"{r.parent_relation or 'child'} of #{r.parent_id}{at}\n", style="dim")
+        if r.tags:
+            t.append("tags " + ", ".join(r.tags) + "\n")
+        if r.notes:
+            t.append("note " + one_line(r.notes, 120) + "\n")
+        if r.error:
+            t.append(one_line(r.error, 300) + "\n", style=STATUS_STYLES.get(r.status, "red"))
+        return t.rstrip() or t
+
+    def _files_text(self) -> str:
+        if not self.artifacts:
+            return "(no files recorded yet)"
+        names = [a.path for a in self.artifacts]
+        return "\n".join(names[-6:]) + (f"\n… {len(names) - 6} more" if len(names) > 6 else "")
+
+    # -- keys ----------------------------------------------------------------------------------------
+
+    def action_toggle_details(self) -> None:
+        """Narrow terminals show the charts or the details (info, images, log); wide ones show both."""
+        if not self.has_class("-narrow"):
+            self.notify("everything is on screen already (this switch is for narrow terminals)", timeout=3)
+            return
+        self.toggle_class("-details")
+        self._dirty = True
+        self.call_after_refresh(self._draw_if_dirty)
+
+    def action_toggle_axis(self) -> None:
+        self.axis = AXES[(AXES.index(self.axis) + 1) % len(AXES)]
+        self.draw_charts()
+
+    def action_toggle_smooth(self) -> None:
+        self.smooth = not self.smooth
+        self.draw_charts()
+
+    def action_image(self, delta: int) -> None:
+        self.query_one(ImagePanel).step(delta)
+
+    def action_zoom_image(self) -> None:
+        panel = self.query_one(ImagePanel)
+        if self.has_class("-narrow") and not self.has_class("-details"):
+            self.add_class("-details")
+        if self.maximized is panel:
+            self.minimize()
+        else:
+            self.maximize(panel, container=False)
+
+    def action_open_file(self) -> None:
+        path = self.query_one(ImagePanel).current
+        if path is None:
+            self.notify("this run has no image yet", severity="warning")
+            return
+        self._open(path)
+
+    def action_open_log(self) -> None:
+        if self.run_dir is None:
+            return
+        self._open(self.run_dir / "log.txt")
+
+    def _open(self, path: Path) -> None:
+        argv = viewer_argv(path)
+        if argv is not None:
+            try:
+                open_external(argv)
+            except OSError as e:
+                self.notify(f"cannot start {argv[0]}: {e}", severity="error")
+            else:
+                self.notify(f"opened {path.name} with {Path(argv[0]).name}")
+                return
+        self.app.push_screen(FileLocationModal(path, scp_line(path)))

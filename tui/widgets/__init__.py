@@ -1,0 +1,1 @@
+"""Widgets of the ganmgr TUI, one per file."""
