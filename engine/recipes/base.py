@@ -9,12 +9,14 @@ into `checkpoints/last.pt` at every epoch end and when a stop is requested.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,11 @@ class Trainer:
     spec: RecipeSpec
     input_channels: int | None = 3  # what the models take; data is conformed to it
     input_size: int | None = 32
+    # torch.compile settings for compile=true (the benchmark overrides them to try others)
+    compile_backend: str | Callable = "inductor"
+    compile_mode: str | None = None
+    # Runtime fields to replace after setup_runtime (the CPU tests of the GPU paths, the switch benchmark)
+    runtime_overrides: dict[str, Any] | None = None
 
     def __init__(self, cfg: dict[str, Any], run_dir: Path, *, log=print):
         self.cfg = cfg
@@ -79,6 +86,14 @@ class Trainer:
         """The module whose fc10 output is the test accuracy."""
         raise NotImplementedError
 
+    def compile_step(self, compile_fn: Callable[[Callable, str], Callable]) -> list[str]:
+        """Swap the recipe's loss computations for `compile_fn(fn, name)` versions; returns what was compiled.
+
+        Only pure loss computations are compiled (random draws, `zero_grad`, `backward` and the optimizer
+        step stay eager), so a compiled function that fails on its first call can fall back to eager.
+        """
+        return []
+
     def on_epoch_end(self, epoch: int) -> None:
         """Per-epoch outputs (sample grids); default none."""
 
@@ -96,6 +111,8 @@ class Trainer:
         cfg = self.cfg
         self.rt: Runtime = setup_runtime(cfg["device"], cfg["precision"], deterministic=cfg["deterministic"],
                                          threads=cfg["threads"])
+        if self.runtime_overrides:
+            self.rt = dataclasses.replace(self.rt, **self.runtime_overrides)
         torch.manual_seed(cfg["seed"])
         splits = load_splits(cfg["dataset"], cfg["data_root"], cfg["download"])
         splits = conform(splits, self.input_channels, self.input_size)
@@ -105,6 +122,7 @@ class Trainer:
         self.data_gen = make_generator(self.rt.device, cfg["seed"] * 2 + 1)
         self.noise_gen = make_generator(self.rt.device, cfg["seed"] * 2 + 2)
         self.build()
+        self.compiled = self._enable_compile() if cfg["compile"] else False
         self._all_present = tuple(1.0 for _ in self.metric_names)
         n = len(self.metric_names)
         dev = self.rt.device
@@ -119,6 +137,28 @@ class Trainer:
         self.epoch_seconds = 0.0  # training time spent in the current epoch so far (for resume)
         # GANMGR_DEBUG_NAN_STEP=N feeds a NaN batch at global step N: a drill of the divergence path
         self._nan_step = int(os.environ.get("GANMGR_DEBUG_NAN_STEP", "0") or 0)
+
+    def _enable_compile(self) -> bool:
+        """compile=true: compile the recipe's loss computations, or say in one line why not and go eager."""
+        reason = self.rt.compile_unavailable()
+        if reason is not None:
+            self.log(f"compile: not available here ({reason}); training eagerly")
+            return False
+
+        def compile_fn(fn: Callable, name: str) -> Callable:
+            return self.rt.compile(fn, name=name, log=self.log, backend=self.compile_backend,
+                                   mode=self.compile_mode)
+
+        parts = self.compile_step(compile_fn)
+        if not parts:
+            self.log(f"compile: recipe {self.spec.name} has nothing to compile; training eagerly")
+            return False
+        backend = getattr(self.compile_backend, "__name__", str(self.compile_backend))
+        how = backend + (f", mode {self.compile_mode}" if self.compile_mode else "")
+        note = "" if self.rt.is_cuda else " (on a CPU it measured slower than eager: README, Performance)"
+        self.log(f"compile: torch.compile ({how}) of the {', '.join(parts)} on {self.rt.device}; "
+                 f"the first steps compile, minutes on a CPU{note}")
+        return True
 
     def _reset_window(self) -> None:
         self.win_sum.zero_()
@@ -143,7 +183,8 @@ class Trainer:
             "epoch": self.epoch, "step": self.global_step, "resumed": resumed, "epochs": total_epochs,
             "forked_from": self.forked_from,
             "steps_per_epoch": self.steps_per_epoch, "device": str(self.rt.device),
-            "precision": self.rt.precision, "torch": torch.__version__,
+            "precision": self.rt.precision, "compile": self.compiled, "channels_last": self.rt.channels_last,
+            "torch": torch.__version__,
             "params": {k: sum(p.numel() for p in m.parameters()) for k, m in self.modules().items()},
             "train_images": self.data.num_train, "test_images": self.data.num_test,
         })
@@ -163,10 +204,8 @@ class Trainer:
         self._finish()
         return "completed"
 
-    def _run_epoch(self) -> str:
-        cfg = self.cfg
-        bs = cfg["batch_size"]
-        log_every = cfg["log_every"]
+    def begin_epoch(self) -> float:
+        """Set the epoch's lr, draw its data order (unless resuming inside it), enter train mode."""
         lr = self.lr_for_epoch(self.epoch)
         for opt in self.optimizers().values():
             for group in opt.param_groups:
@@ -177,31 +216,45 @@ class Trainer:
             self._reset_epoch()
         for m in self.modules().values():
             m.train()
+        return lr
+
+    def run_step(self) -> None:
+        """One iteration of the loop: cut and augment the next batch, train on it, accumulate its metrics.
+
+        Nothing here reads a value back to the host; the benchmark drives exactly this method.
+        """
+        bs = self.cfg["batch_size"]
+        i = self.batch
+        idx = self.order[i * bs:(i + 1) * bs]
+        x, y = self.data.train_batch(idx, self.data_gen, self.cfg["augment"])
+        if self.global_step + 1 == self._nan_step:  # fault injection for divergence drills
+            x = torch.full_like(x, float("nan"))
+        vals = self.train_step(self.rt.prepare_input(x), y, i)
+        present = self.metric_present(i)
+        vals = vals.detach().to(torch.float64)
+        self.win_sum += vals
+        self.ep_sum += vals
+        for k, p in enumerate(present):
+            self.win_count[k] += p
+            self.ep_count[k] += p
+        self.batch += 1
+        self.global_step += 1
+        if self.global_step % self.cfg["log_every"] == 0:
+            self._log_window()
+
+    def _run_epoch(self) -> str:
+        cfg = self.cfg
+        lr = self.begin_epoch()
         start = time.perf_counter()
         start_batch = self.batch
         while self.batch < self.steps_per_epoch:
-            i = self.batch
-            idx = self.order[i * bs:(i + 1) * bs]
-            x, y = self.data.train_batch(idx, self.data_gen, cfg["augment"])
-            if self.global_step + 1 == self._nan_step:  # fault injection for divergence drills
-                x = torch.full_like(x, float("nan"))
-            vals = self.train_step(self.rt.prepare_input(x), y, i)
-            present = self.metric_present(i)
-            self.win_sum += vals.detach().to(torch.float64)
-            self.ep_sum += vals.detach().to(torch.float64)
-            for k, p in enumerate(present):
-                self.win_count[k] += p
-                self.ep_count[k] += p
-            self.batch += 1
-            self.global_step += 1
-            if self.global_step % log_every == 0:
-                self._log_window()
+            self.run_step()
             if self.stop_signal is not None and self.batch < self.steps_per_epoch:
                 self.epoch_seconds += time.perf_counter() - start
                 return self._stop()
         self.rt.synchronize()
         seconds = self.epoch_seconds + time.perf_counter() - start
-        images = (self.batch - start_batch) * bs
+        images = (self.batch - start_batch) * cfg["batch_size"]
         self.epoch_seconds = 0.0
         self._epoch_end(seconds, images / max(time.perf_counter() - start, 1e-9), lr)
         if self.stop_signal is not None and self.epoch < cfg["epochs"]:
