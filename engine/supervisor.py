@@ -6,9 +6,8 @@ cancels (SIGTERM to the worker's process group, SIGKILL after the grace period),
 their terminal status, then starts queued runs while slots are free. It is torch-free and holds no state
 that the store and the run folders do not: kill it at any moment and the next one carries on.
 
-Job kinds are pluggable: `RunJobs` drives training runs; a visualization kind (`python -m engine.viz
-JOB_DIR`, scheduled through `store.runs.claim_next_viz`) plugs in by implementing `JobKind` and being
-added in `Supervisor.__init__` (see VIZ_HOOK).
+Job kinds are pluggable (`JobKind`): `RunJobs` drives training runs, `VizJobs` visualization jobs
+(`python -m engine.viz JOB_DIR`, claimed through `store.runs.claim_next_viz` in their own slots).
 
 SIGTERM/SIGINT make the supervisor exit at once and leave its workers running: they lead their own
 sessions, and the next supervisor adopts them. Log: HOME/supervisor.log (stdout/stderr, see launcher).
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine.control.follow import ProgressFold, line_end_offset, outcome
-from engine.control.launcher import spawn_worker
+from engine.control.launcher import spawn_logged, spawn_worker
 from engine.control.paths import PathError, resolve_home
 from engine.control.procs import (
     is_alive,
@@ -38,13 +37,15 @@ from engine.control.procs import (
     process_start_token,
     signal_verified,
 )
-from engine.control.reconcile import is_supervisor_work, reconcile, record_artifacts
+from engine.control.reconcile import is_supervisor_work, reconcile, record_artifacts, viz_is_supervisor_work
 from engine.control.submit import cancel_grace_s
 from engine.control.supervisor_lock import try_lock
+from engine.control.viz_jobs import VizFold, viz_outcome
+from engine.control.viz_spec import viz_argv
 from store import runs as store_runs
 from store.errors import StoreError
 from store.metrics_reader import MetricsTail
-from store.views import RunView
+from store.views import RunView, VizJobView
 
 TICK_S = 0.5  # how often the queue, the workers and cancels are looked at
 FLUSH_S = 0.5  # a run's row gets its progress at most this often (2 Hz)
@@ -275,28 +276,7 @@ class RunJobs:
                 f"SIGKILL {'sent' if sent else 'not needed'}")
 
     def exit_status(self, w: Worker) -> tuple[int | None, bool]:
-        """(returncode or None, exited). A child is checked without reaping it first (WNOWAIT), so its
-        pid (= its group id) stays reserved while we kill anything left in its group."""
-        if w.proc is not None:
-            try:
-                info = os.waitid(os.P_PID, w.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
-                info = None
-                if w.proc.poll() is None:
-                    return None, False
-            else:
-                if info is None:
-                    return None, False
-            left = kill_leftovers(w.pid, not_before=w.token)
-            if left:
-                log(f"run {w.run_id}: killed {left} leftover process(es) of the worker's group")
-            return w.proc.wait(), True
-        if is_alive(w.pid, w.token):
-            return None, False
-        left = kill_leftovers(w.pid, not_before=w.token)
-        if left:
-            log(f"run {w.run_id}: killed {left} leftover process(es) of the adopted worker's group")
-        return None, True
+        return process_exit(w.proc, w.pid, w.token, f"run {w.run_id}")
 
     def finish(self, w: Worker, returncode: int | None) -> None:
         self.follow(w)  # whatever the worker wrote last
@@ -331,9 +311,171 @@ class RunJobs:
         self.workers.clear()
 
 
-# VIZ_HOOK: a `VizJobs(home, host)` kind with the same three methods goes into Supervisor.kinds; it claims
-# with store_runs.claim_next_viz, spawns `python -m engine.viz JOB_DIR` through engine.control.launcher,
-# records pid + start token with set_viz_status, and passes its job ids to reconcile(owned_viz=...).
+def process_exit(proc: subprocess.Popen | None, pid: int, token: str | None, label: str) -> tuple[int | None, bool]:
+    """(returncode or None, exited) of a watched process. A child is checked without reaping it first
+    (WNOWAIT), so its pid (= its group id) stays reserved while we kill anything left in its group; an
+    adopted process (not our child) is seen through liveness, its return code unknown."""
+    if proc is not None:
+        try:
+            info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            info = None
+            if proc.poll() is None:
+                return None, False
+        else:
+            if info is None:
+                return None, False
+        left = kill_leftovers(pid, not_before=token)
+        if left:
+            log(f"{label}: killed {left} leftover process(es) of its group")
+        return proc.wait(), True
+    if is_alive(pid, token):
+        return None, False
+    left = kill_leftovers(pid, not_before=token)
+    if left:
+        log(f"{label}: killed {left} leftover process(es) of the adopted group")
+    return None, True
+
+
+@dataclass
+class VizProcess:
+    """A running visualization job (`python -m engine.viz JOB_DIR`) this supervisor watches."""
+
+    job_id: int
+    pid: int
+    token: str | None
+    job_dir: Path
+    proc: subprocess.Popen | None  # None when adopted from a dead supervisor
+    tail: MetricsTail
+    fold: VizFold
+    term_sent_at: float | None = None
+    killed_by_us: bool = False
+    cancel_requested: bool = False
+    last_flush: float = 0.0
+
+
+class VizJobs:
+    """Visualization jobs: their own slots (setting `viz_max_concurrent`, default 1), same life cycle as runs."""
+
+    def __init__(self, home: Path, host: str):
+        self.home = home
+        self.host = host
+        self.procs: dict[int, VizProcess] = {}
+
+    def owned(self) -> set[int]:
+        return set(self.procs)
+
+    def busy(self) -> bool:
+        if self.procs:
+            return True
+        return any(viz_is_supervisor_work(j, self.host)
+                   for j in store_runs.list_viz_jobs(self.home, status=("queued", "running")))
+
+    def tick(self, settings: dict[str, Any], running: list[RunView]) -> None:
+        active = store_runs.list_viz_jobs(self.home, status="running")
+        self.adopt(active)
+        by_id = {j.id: j for j in active}
+        grace = cancel_grace_s(settings)
+        for p in list(self.procs.values()):
+            row = by_id.get(p.job_id)
+            if row is not None:
+                p.cancel_requested = row.cancel_requested
+            self.poll(p, grace)
+        slots = settings.get("viz_max_concurrent", 1)
+        slots = slots if isinstance(slots, int) and not isinstance(slots, bool) and 1 <= slots <= 64 else 1
+        while (job := store_runs.claim_next_viz(self.home, host=self.host, slots=slots)) is not None:
+            self.spawn(job)
+
+    def adopt(self, active: list[VizJobView]) -> None:
+        for job in active:
+            if job.id in self.procs or job.pid is None or not job.job_dir or job.host not in (None, self.host):
+                continue
+            if not is_alive(job.pid, job.pid_start):
+                continue  # reconcile settles it
+            job_dir = Path(job.job_dir)
+            self.procs[job.id] = VizProcess(job.id, job.pid, job.pid_start, job_dir, None,
+                                            MetricsTail(job_dir / "metrics.jsonl"), VizFold(),
+                                            cancel_requested=job.cancel_requested)
+            log(f"viz job {job.id}: adopted pid {job.pid}")
+
+    def spawn(self, job: VizJobView) -> None:
+        if not job.job_dir or not Path(job.job_dir).is_dir():
+            self._fail(job.id, f"its folder {job.job_dir} is missing")
+            return
+        job_dir = Path(job.job_dir)
+        device = str(job.params.get("device", "auto"))
+        nice = CPU_NICE if device == "cpu" or (device == "auto" and not cuda_present()) else 0
+        try:
+            _log_header(job_dir, f"ganmgr: viz job {job.id} ({job.kind}) started "
+                                 f"{time.strftime('%Y-%m-%d %H:%M:%S')} on {self.host}")
+            proc = spawn_logged(viz_argv(job_dir), job_dir, new_session=True, nice=nice)
+        except OSError as e:
+            self._fail(job.id, f"could not start: {e}")
+            return
+        token = process_start_token(proc.pid)
+        p = VizProcess(job.id, proc.pid, token, job_dir, proc, MetricsTail(job_dir / "metrics.jsonl"), VizFold())
+        self.procs[job.id] = p
+        try:
+            store_runs.set_viz_status(self.home, job.id, "running", pid=proc.pid, pid_start=token or "?",
+                                      message="starting")
+        except StoreError as e:  # cancelled or deleted meanwhile
+            log(f"viz job {job.id}: {e}; stopping the process just started")
+            signal_verified(proc.pid, token, signal.SIGKILL, group=True)
+            p.killed_by_us = True
+        log(f"viz job {job.id}: started {job.kind} pid {proc.pid} (nice {nice}) in {job_dir}")
+
+    def _fail(self, job_id: int, why: str) -> None:
+        log(f"viz job {job_id}: {why}")
+        try:
+            store_runs.set_viz_status(self.home, job_id, "failed", error=why, message=f"failed: {why}")
+        except StoreError:
+            pass
+
+    def poll(self, p: VizProcess, grace: float) -> None:
+        for rec in p.tail.read_new():
+            p.fold.fold(rec)
+        if p.cancel_requested:
+            now = time.monotonic()
+            if p.term_sent_at is None:
+                p.term_sent_at = now
+                signal_verified(p.pid, p.token, signal.SIGTERM, group=True)
+                log(f"viz job {p.job_id}: cancel requested; SIGTERM sent")
+            elif not p.killed_by_us and now - p.term_sent_at >= grace:
+                p.killed_by_us = True
+                signal_verified(p.pid, p.token, signal.SIGKILL, group=True)
+                kill_leftovers(p.pid, not_before=p.token)
+                log(f"viz job {p.job_id}: SIGKILL after {grace:g} s")
+        returncode, exited = process_exit(p.proc, p.pid, p.token, f"viz job {p.job_id}")
+        if exited:
+            self.finish(p, returncode)
+        elif p.fold.dirty and time.monotonic() - p.last_flush >= FLUSH_S:
+            p.fold.dirty = False
+            p.last_flush = time.monotonic()
+            try:
+                store_runs.set_viz_status(self.home, p.job_id, "running", **p.fold.fields())
+            except StoreError as e:
+                log(f"viz job {p.job_id}: progress not recorded: {e}")
+
+    def finish(self, p: VizProcess, returncode: int | None) -> None:
+        for _ in range(100):
+            before = p.tail.offset
+            for rec in p.tail.read_new():
+                p.fold.fold(rec)
+            if p.tail.offset == before:
+                break
+        del self.procs[p.job_id]
+        fields = viz_outcome(p.fold, returncode=returncode, cancel_requested=p.cancel_requested,
+                             killed_by_us=p.killed_by_us, job_dir=p.job_dir)
+        status = fields.pop("status")
+        try:
+            store_runs.set_viz_status(self.home, p.job_id, status, **fields)
+        except StoreError as e:
+            log(f"viz job {p.job_id}: status not recorded: {e}")
+            return
+        log(f"viz job {p.job_id}: {fields['message']} (exit {returncode})")
+
+    def stop_tracking(self) -> None:
+        self.procs.clear()
 
 
 class Supervisor:
@@ -342,7 +484,8 @@ class Supervisor:
         self.tick_s = tick_s
         self.host = socket.gethostname()
         self.runs = RunJobs(home, self.host)
-        self.kinds: list[JobKind] = [self.runs]
+        self.viz = VizJobs(home, self.host)
+        self.kinds: list[JobKind] = [self.runs, self.viz]
         self.stopping = False
 
     def serve(self) -> int:
@@ -375,6 +518,7 @@ class Supervisor:
                         return 0
                 self._sleep()
             self.runs.stop_tracking()
+            self.viz.stop_tracking()
             log("stopping on a signal; the workers keep running and the next supervisor adopts them")
             return 0
         finally:
@@ -383,8 +527,8 @@ class Supervisor:
 
     def tick(self) -> None:
         settings = store_runs.get_settings(self.home)
-        owned = set().union(*(k.owned() for k in self.kinds))
-        for view in reconcile(self.home, owned=owned, supervisor_alive=False):
+        for view in reconcile(self.home, owned=self.runs.owned(), supervisor_alive=False,
+                              owned_viz=self.viz.owned()):
             log(f"run {view.id}: reconciled to {view.status}")
         running = store_runs.list_runs(self.home, status="running")
         for kind in self.kinds:

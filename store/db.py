@@ -52,9 +52,20 @@ def _migration_v1(conn: Connection) -> None:
         conn.exec_driver_sql(ddl)
 
 
+def _migration_v2(conn: Connection) -> None:
+    """Version 2: a visualization job names the baseline run that scores it (quality, report) and carries
+    its live progress (fraction done and a one-line message) for the TUI and `ganmgr viz --wait`."""
+    for ddl in (
+        "ALTER TABLE viz_jobs ADD COLUMN baseline_run_id INTEGER REFERENCES runs (id) ON DELETE SET NULL",
+        "ALTER TABLE viz_jobs ADD COLUMN progress FLOAT",
+        "ALTER TABLE viz_jobs ADD COLUMN message VARCHAR",
+    ):
+        conn.exec_driver_sql(ddl)
+
+
 # Applied forward in order; MIGRATIONS[i] takes the schema from version i to version i + 1.
 # Append only: a released migration is never edited, and `store.tables` changes come with a new entry.
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_v1]
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_v1, _migration_v2]
 
 
 def db_path(home: Path) -> Path:

@@ -119,6 +119,8 @@ _VIZ_FIELDS = frozenset(
         "exit_code",
         "checkpoint",
         "cancel_requested",
+        "progress",
+        "message",
     }
 )
 DEFAULT_SETTINGS: dict[str, Any] = {"max_concurrent": 1, "gpus": []}
@@ -578,6 +580,7 @@ def create_viz_job(
     params: dict[str, Any],
     checkpoint: str | None = None,
     priority: int = 0,
+    baseline_run_id: int | None = None,
     prepare: Callable[[VizJobView], str] | None = None,
 ) -> VizJobView:
     """Queue a visualization job; `prepare(view)` creates its directory inside the same transaction."""
@@ -587,7 +590,10 @@ def create_viz_job(
     now = time.time()
     with write_session(home) as s:
         _get_run(s, run_id)
+        if baseline_run_id is not None:
+            _get_run(s, baseline_run_id)
         row = VizJob(
+            baseline_run_id=baseline_run_id,
             run_id=run_id,
             kind=kind,
             params_json=params_json,
@@ -720,9 +726,9 @@ def set_setting(home: Path, key: str, value: Any) -> dict[str, Any]:
     return get_settings(home)
 
 
-def _check_max_concurrent(value: Any) -> None:
+def _check_max_concurrent(value: Any, key: str = "max_concurrent") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
-        raise StoreError(f"max_concurrent must be an integer from 1 to 64, not {value!r}")
+        raise StoreError(f"{key} must be an integer from 1 to 64, not {value!r}")
 
 
 def _check_gpus(value: Any) -> None:
@@ -739,12 +745,13 @@ def _check_cancel_grace(value: Any) -> None:
         raise StoreError(f"cancel_grace_s must be a number of seconds above 0 and at most 3600, not {value!r}")
 
 
-# Settings without a default here (cancel_grace_s) are read with their default by their user
+# Settings without a default here (cancel_grace_s, viz_max_concurrent) are read with their default by their user
 # (engine.control.submit.cancel_grace_s), so older stores need no migration.
 _SETTING_CHECKS: dict[str, Callable[[Any], None]] = {
     "max_concurrent": _check_max_concurrent,
     "gpus": _check_gpus,
     "cancel_grace_s": _check_cancel_grace,
+    "viz_max_concurrent": lambda v: _check_max_concurrent(v, "viz_max_concurrent"),
 }
 
 

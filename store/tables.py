@@ -118,6 +118,9 @@ class VizJob(SQLModel, table=True):
     error: str | None = None
     exit_code: int | None = None
     cancel_requested: bool = False
+    baseline_run_id: int | None = Field(default=None, foreign_key="runs.id", ondelete="SET NULL")
+    progress: float | None = None  # 0..1 while running
+    message: str | None = None  # what it is doing now, or how it ended
 
 
 class Setting(SQLModel, table=True):

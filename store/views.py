@@ -212,6 +212,9 @@ class VizJobView(_ViewMixin):
     error: str | None
     exit_code: int | None
     cancel_requested: bool
+    baseline_run_id: int | None
+    progress: float | None
+    message: str | None
 
     @property
     def is_terminal(self) -> bool:
@@ -248,6 +251,9 @@ class VizJobView(_ViewMixin):
             error=row.error,
             exit_code=row.exit_code,
             cancel_requested=bool(row.cancel_requested),
+            baseline_run_id=row.baseline_run_id,
+            progress=row.progress,
+            message=row.message,
         )
 
 

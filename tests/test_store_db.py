@@ -14,6 +14,7 @@ from sqlmodel import SQLModel
 
 import store.db as db
 from store import StoreError
+from store import runs as R
 from store.runs import create_run, get_run, list_runs
 
 
@@ -175,16 +176,17 @@ def test_forward_migration_keeps_rows(home: Path, monkeypatch: pytest.MonkeyPatc
     db.dispose_engines()
 
     applied: list[int] = []
+    nxt = len(db.MIGRATIONS) + 1
 
-    def v2(conn: Connection) -> None:
-        applied.append(2)
+    def v_next(conn: Connection) -> None:
+        applied.append(nxt)
         conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN seed INTEGER NOT NULL DEFAULT 7")
 
-    monkeypatch.setattr(db, "MIGRATIONS", [*db.MIGRATIONS, v2])
+    monkeypatch.setattr(db, "MIGRATIONS", [*db.MIGRATIONS, v_next])
     engine = db.get_engine(home)
-    assert applied == [2]
+    assert applied == [nxt]
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 2
+        assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == nxt
         rows = conn.exec_driver_sql("SELECT id, name, seed FROM runs ORDER BY id").all()
     assert [tuple(r) for r in rows] == [(i, f"run{n}", 7) for n, i in enumerate(ids)]
     assert "seed" in {c["name"] for c in inspect(engine).get_columns("runs")}
@@ -192,23 +194,24 @@ def test_forward_migration_keeps_rows(home: Path, monkeypatch: pytest.MonkeyPatc
     assert [r.name for r in list_runs(home)] == ["run0", "run1", "run2"]
     db.dispose_engines()
     db.get_engine(home)
-    assert applied == [2]
+    assert applied == [nxt]
 
 
 def test_failed_migration_rolls_back_entirely(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _new_run(home)
     db.dispose_engines()
 
-    def v2(conn: Connection) -> None:
+    def v_bad(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN half_done INTEGER")
         raise RuntimeError("migration bug")
 
-    monkeypatch.setattr(db, "MIGRATIONS", [*db.MIGRATIONS, v2])
+    current = len(db.MIGRATIONS)
+    monkeypatch.setattr(db, "MIGRATIONS", [*db.MIGRATIONS, v_bad])
     with pytest.raises(RuntimeError, match="migration bug"):
         db.get_engine(home)
     raw = sqlite3.connect(db.db_path(home))
     try:
-        assert raw.execute("SELECT version FROM schema_version").fetchone()[0] == 1
+        assert raw.execute("SELECT version FROM schema_version").fetchone()[0] == current
         assert "half_done" not in {r[1] for r in raw.execute("PRAGMA table_info(runs)")}
     finally:
         raw.close()
@@ -262,5 +265,26 @@ def test_concurrent_first_starts_migrate_once(home: Path) -> None:
     try:
         assert raw.execute("SELECT id, version FROM schema_version").fetchall() == [(1, len(db.MIGRATIONS))]
         assert raw.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs'").fetchone()[0] == 1
+    finally:
+        raw.close()
+
+
+def test_v1_store_gains_the_viz_job_columns(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store made by the first release (schema 1) keeps its viz jobs when migration 2 adds columns."""
+    monkeypatch.setattr(db, "MIGRATIONS", db.MIGRATIONS[:1])
+    run_id = _new_run(home)
+    with db.get_engine(home).begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO viz_jobs (run_id, kind, params_json, status, priority, created_at, updated_at, "
+            f"outputs_json, cancel_requested) VALUES ({run_id}, 'perturb', '{{}}', 'completed', 0, 1.0, 1.0, "
+            "'[\"a.png\"]', 0)")
+    db.dispose_engines()
+    monkeypatch.undo()
+    [job] = R.list_viz_jobs(home, run_id=run_id)
+    assert (job.kind, job.outputs, job.baseline_run_id, job.progress, job.message) == (
+        "perturb", ("a.png",), None, None, None)
+    raw = sqlite3.connect(db.db_path(home))
+    try:
+        assert raw.execute("SELECT version FROM schema_version").fetchone()[0] == len(db.MIGRATIONS) == 2
     finally:
         raw.close()

@@ -274,9 +274,15 @@ def build_parser() -> Parser:
     settings.add_argument("--max-concurrent", type=max_concurrent, metavar="N", help="runs at once")
     settings.add_argument("--gpus", type=gpu_list, metavar="0,1,...", help="GPUs to hand out ('none': no assignment)")
     settings.add_argument("--cancel-grace", type=grace_seconds, metavar="S", help="seconds from SIGTERM to SIGKILL")
+    settings.add_argument("--viz-max-concurrent", type=max_concurrent, metavar="N",
+                          help="visualization jobs at once (their own slots; default 1)")
     settings.add_argument("--json", action="store_true", help="as JSON")
 
     sub.add_parser("recipes", help="list recipes and every config field with its default")
+
+    from tui.viz_commands import add_viz_parsers
+
+    add_viz_parsers(sub, run_ref, epoch_number, priority)
     return p
 
 

@@ -425,7 +425,8 @@ def cmd_settings(args: argparse.Namespace, home: Path) -> int:
     from engine.control.submit import cancel_grace_s
 
     changes = {k: v for k, v in (("max_concurrent", args.max_concurrent), ("gpus", args.gpus),
-                                 ("cancel_grace_s", args.cancel_grace)) if v is not None}
+                                 ("cancel_grace_s", args.cancel_grace),
+                                 ("viz_max_concurrent", args.viz_max_concurrent)) if v is not None}
     for key, value in changes.items():
         store_runs.set_setting(home, key, value)
     if db_path(home).exists():
@@ -440,6 +441,8 @@ def cmd_settings(args: argparse.Namespace, home: Path) -> int:
     gpus = ",".join(str(g) for g in settings.get("gpus") or []) or "none"
     print(f"gpus            {gpus:<4}    handed out through CUDA_VISIBLE_DEVICES ('none': not assigned)")
     print(f"cancel_grace_s  {settings['cancel_grace_s']:<4g}    seconds from SIGTERM to SIGKILL on cancel")
+    viz_slots = settings.get("viz_max_concurrent", 1)
+    print(f"viz_max_concurrent {viz_slots:<4} visualization jobs the supervisor runs at once")
     if changes:
         from engine.control.launcher import ensure_supervisor
         from engine.control.reconcile import supervisor_work_pending
@@ -475,3 +478,12 @@ COMMANDS = {
     "rm": cmd_rm,
     "settings": cmd_settings,
 }
+
+
+def _viz_commands() -> None:
+    from tui.viz_commands import COMMANDS as VIZ_COMMANDS
+
+    COMMANDS.update(VIZ_COMMANDS)
+
+
+_viz_commands()

@@ -280,7 +280,7 @@ def parse_assignments(items: Iterable[str]) -> list[tuple[str, str]]:
 # --- validation ------------------------------------------------------------------------------------
 
 
-def _check_field(f: Field, v: Any) -> Any:
+def check_field(f: Field, v: Any) -> Any:
     """Type-check and bound-check one value (already parsed); returns the normalised value."""
     if v is None:
         if f.optional:
@@ -316,7 +316,7 @@ def _check_field(f: Field, v: Any) -> Any:
         if not isinstance(v, (list, tuple)):
             raise ConfigError(f"{f.name}={v!r} is not {_type_words(f)}")
         sub = Field(f.name, f.type[:-1], None, f.group, f.help, f.min, f.max, min_exclusive=f.min_exclusive)
-        v = [_check_field(sub, x) for x in v]
+        v = [check_field(sub, x) for x in v]
         if f.length is not None and len(v) != f.length:
             raise ConfigError(f"{f.name} needs exactly {f.length} values, got {len(v)}")
     if f.check is not None:
@@ -377,7 +377,7 @@ def validate_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"recipe": recipe, "config_version": CONFIG_VERSION}
     defaults = spec.default_config()
     for name, f in fields.items():
-        out[name] = _check_field(f, cfg.get(name, defaults[name]))
+        out[name] = check_field(f, cfg.get(name, defaults[name]))
     ds = out["dataset"]
     if ds in ("cifar10", "mnist") and not out["data_root"]:
         raise ConfigError(f"dataset {ds} needs --data-root (the folder holding its files)")

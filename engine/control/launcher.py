@@ -33,17 +33,22 @@ def spawn_worker(home: Path, run_dir: Path, *, new_session: bool, nice: int = 0,
     False keeps it in the caller's group so a terminal Ctrl-C reaches it too (headless runs).
     """
     run_dir = ensure_inside(home, run_dir)
-    fd = os.open(run_dir / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return spawn_logged(worker_argv(run_dir), run_dir, new_session=new_session, nice=nice, env_extra=env_extra)
+
+
+def spawn_logged(argv: list[str], folder: Path, *, new_session: bool, nice: int = 0,
+                 env_extra: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `argv` in `folder` with stdout+stderr appended to folder/log.txt (a worker or a viz job)."""
+    fd = os.open(folder / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     log = os.fdopen(fd, "ab", buffering=0)  # noqa: SIM115 - handed to the child
     try:
         def lower_priority() -> None:
             if nice:
                 os.nice(nice)
 
-        return subprocess.Popen(worker_argv(run_dir), stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=str(run_dir), env=worker_env(env_extra),
-                                start_new_session=new_session, close_fds=True,
-                                preexec_fn=lower_priority if nice else None)
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=str(folder), env=worker_env(env_extra), start_new_session=new_session,
+                                close_fds=True, preexec_fn=lower_priority if nice else None)
     finally:
         log.close()
 

@@ -26,7 +26,7 @@ from store import runs as store_runs
 from store.db import db_path
 from store.errors import StoreError
 from store.metrics_reader import MetricsTail
-from store.views import RunView
+from store.views import RunView, VizJobView
 
 # A headless run's row says `running` a moment before its worker's pid is recorded: give it this long.
 HEADLESS_START_GRACE_S = 120.0
@@ -128,17 +128,17 @@ def _settle_unstarted(home: Path, run: RunView) -> RunView | None:
 
 
 def _reconcile_viz(home: Path, host: str, owned: Container[int]) -> None:
-    """Visualization jobs whose recorded process is gone become `lost`. A job without a pid yet is left to
-    whoever claimed it (its launcher records the pid right after starting the process)."""
+    """Visualization jobs whose recorded process is gone get the status their files tell (their own end
+    record, else `lost`). A job without a pid yet is left to whoever claimed it (its launcher records the
+    pid right after starting the process)."""
+    from engine.control.viz_jobs import settle_viz
+
     for job in store_runs.list_viz_jobs(home, status="running"):
         if job.id in owned or job.pid is None or (job.host and job.host != host):
             continue
         if is_alive(job.pid, job.pid_start):
             continue
-        try:
-            store_runs.set_viz_status(home, job.id, "lost", error="the visualization process vanished")
-        except StoreError:
-            continue
+        settle_viz(home, job)
 
 
 def supervisor_work_pending(home: Path, host: str | None = None) -> bool:
@@ -146,7 +146,14 @@ def supervisor_work_pending(home: Path, host: str | None = None) -> bool:
     if not db_path(home).exists():
         return False
     host = host or socket.gethostname()
-    return any(is_supervisor_work(r, host) for r in store_runs.list_runs(home, status=("queued", "running")))
+    if any(is_supervisor_work(r, host) for r in store_runs.list_runs(home, status=("queued", "running"))):
+        return True
+    return any(viz_is_supervisor_work(j, host) for j in store_runs.list_viz_jobs(home, status=("queued", "running")))
+
+
+def viz_is_supervisor_work(job: VizJobView, host: str) -> bool:
+    """A queued visualization job, or a running one on `host` (to watch, or adopt)."""
+    return job.status == "queued" or job.host in (None, host)
 
 
 def is_supervisor_work(run: RunView, host: str) -> bool:

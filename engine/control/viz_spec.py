@@ -1,0 +1,370 @@
+"""Visualization job kinds and their parameters, parsed and validated without torch.
+
+A visualization job runs one kind (`perturb`, `max_class`, ...) on a saved checkpoint of a run. Its
+parameters are declared here with the course's defaults (seed 002, Part 2) using the same `Field`
+machinery as the recipe configs, so the CLI (`--set key=value`), the TUI's launcher form and the worker
+(`python -m engine.viz JOB_DIR`) accept and refuse exactly the same values, each refusal one line.
+
+The job contract (what a caller writes, what the worker reads) is `job.json` in the job's folder:
+
+    {"kind": K, "params": {...resolved...}, "run_dir": ABS, "checkpoint": "checkpoints/final.pt",
+     "baseline_run_dir": ABS | null, "baseline_checkpoint": "checkpoints/final.pt" | null}
+
+`make_job` builds it from loose input and `validate_job` checks one read back; both raise `VizSpecError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.control.config import DEVICE_RE, ConfigError, Field, check_field, parse_assignments, parse_value
+
+JOB_FILE = "job.json"
+LOG_FILE = "log.txt"
+METRICS_FILE = "metrics.jsonl"
+# The conv layers the course visualizes (002, "Synthetic Features Maximizing Features at Various Layers")
+FEATURE_LAYERS: tuple[int, ...] = (2, 3, 4, 6, 8)
+CHECKPOINT_RE = re.compile(r"^checkpoints/(final|last|epoch_\d{3,})\.pt$")
+FINAL_CHECKPOINT = "checkpoints/final.pt"
+JOB_DIR_RE = re.compile(r"^[1-9]\d*-[a-z_]+$")
+EPOCH_CKPT_RE = re.compile(r"^epoch_(\d+)\.pt$")
+
+
+class VizSpecError(ConfigError):
+    """A bad job kind, parameter or job file; the message is one line naming the problem."""
+
+
+def _check_device(v: str) -> str | None:
+    return None if DEVICE_RE.match(v) else "must be auto, cpu, cuda or cuda:N"
+
+
+def _check_layer(v: int) -> str | None:
+    if v in FEATURE_LAYERS:
+        return None
+    return f"is not a visualized layer; choose one of {', '.join(map(str, FEATURE_LAYERS))}"
+
+
+def _check_layers(v: list[int]) -> str | None:
+    if not v:
+        return "needs at least one layer"
+    bad = [x for x in v if x not in FEATURE_LAYERS]
+    if bad:
+        return f"has {bad[0]}, not a visualized layer; choose from {', '.join(map(str, FEATURE_LAYERS))}"
+    return None
+
+
+def _check_epochs(v: list[int]) -> str | None:
+    return "must be strictly increasing" if list(v) != sorted(set(v)) else None
+
+
+# --- the parameters, one Field per key (shared names mean the same thing in every kind) --------------
+
+DEVICE = Field("device", "str", "auto", "run", "auto | cpu | cuda | cuda:N (auto: CUDA when present)",
+               check=_check_device)
+THREADS = Field("threads", "int", 0, "run", "CPU threads for torch (0: torch's default)", min=0, max=1024)
+BATCH_SIZE = Field("batch_size", "int", 128, "perturb",
+                   "images in the test batch (the first of the test split, in order); the first 100 are drawn",
+                   min=1, max=4096)
+GAIN = Field("gain", "float", 8.0, "perturb",
+             "sign-step size in grey levels: every pixel moves gain/127.5 in [-1, 1] (seed: 8)",
+             min=0.0, max=255.0)
+LR = Field("lr", "float", 0.1, "ascent", "step size of the gradient ascent on the image (seed: 0.1)",
+           min=0.0, max=1e4, min_exclusive=True)
+WEIGHT_DECAY = Field("weight_decay", "float", 0.001, "ascent",
+                     "pull toward grey: X -= weight_decay * X * |X| per iteration (seed: 0.001)",
+                     min=0.0, max=1.0)
+ITERATIONS = Field("iterations", "int", 200, "ascent", "gradient-ascent iterations (seed: 200)",
+                   min=1, max=100000)
+LAYER = Field("layer", "int", 8, "ascent", "conv layer whose pooled features are maximized: 2, 3, 4, 6 or 8",
+              check=_check_layer)
+FEATURES = Field("features", "int", 100, "ascent",
+                 "how many of the layer's features to draw, the first N (at most the model's width)",
+                 min=1, max=1024)
+COUNT = Field("count", "int", 6, "progression", "how many evenly spaced epochs to show (first and last included)",
+              min=1, max=100)
+EPOCHS = Field("epochs", "ints", [], "progression",
+               "exact epochs to show instead of `count` evenly spaced ones (empty: evenly spaced)",
+               min=1, check=_check_epochs)
+N_PER_CLASS = Field("n_per_class", "int", 100, "quality", "generated images per class to score",
+                    min=1, max=100000)
+SEED = Field("seed", "int", 0, "quality", "seed of the generator's noise", min=0, max=2**31 - 1)
+FID = Field("fid", "bool", True, "quality",
+            "also FID and IS when torch-fidelity and its Inception weights are present locally")
+FEATURE_LAYERS_FIELD = Field("feature_layers", "ints", [4, 8], "report",
+                             "layers of the max-feature grids in the report (course: at least two)",
+                             check=_check_layers)
+
+ASCENT = (LR, WEIGHT_DECAY, ITERATIONS)
+
+
+@dataclass(frozen=True)
+class VizKind:
+    """A job kind: its parameters, what it needs from the run(s), and the files it writes."""
+
+    name: str
+    summary: str
+    fields: tuple[Field, ...]
+    needs_checkpoint: bool  # reads model weights (else only the run's files: samples, metrics)
+    needs_generator: bool  # the run must be a GAN run (its checkpoint holds G, or it has sample grids)
+    needs_baseline: bool  # a second run (a classifier) is required: `baseline_run_dir`
+    outputs: tuple[str, ...]  # file names it writes into the job folder; "{layer}" is filled from params
+
+    def field_map(self) -> dict[str, Field]:
+        return {f.name: f for f in self.fields}
+
+    def defaults(self) -> dict[str, Any]:
+        return {f.name: (list(f.default) if isinstance(f.default, list) else f.default) for f in self.fields}
+
+
+VIZ_KINDS: dict[str, VizKind] = {
+    k.name: k
+    for k in (
+        VizKind("perturb", "perturbed real images: sign step toward label (y+1) mod 10; accuracy before and after",
+                (BATCH_SIZE, GAIN, DEVICE, THREADS), needs_checkpoint=True, needs_generator=False,
+                needs_baseline=False, outputs=("real_images.png", "gradient_image.png", "jittered_images.png")),
+        VizKind("max_class", "images from the mean test image that maximize each class output (fc10)",
+                (*ASCENT, DEVICE, THREADS), needs_checkpoint=True, needs_generator=False, needs_baseline=False,
+                outputs=("max_class.png",)),
+        VizKind("max_features", "images that maximize the first 100 pooled features of one conv layer",
+                (LAYER, FEATURES, *ASCENT, DEVICE, THREADS), needs_checkpoint=True, needs_generator=False,
+                needs_baseline=False, outputs=("max_features_layer{layer}.png",)),
+        VizKind("progression", "montage of the fixed-noise sample grids at evenly spaced epochs",
+                (COUNT, EPOCHS), needs_checkpoint=False, needs_generator=True, needs_baseline=False,
+                outputs=("progression.png",)),
+        VizKind("curves", "plots of the loss terms, the generator terms and the accuracies",
+                (), needs_checkpoint=False, needs_generator=False, needs_baseline=False,
+                outputs=("losses.png", "generator.png", "accuracy.png")),
+        VizKind("quality", "a baseline classifier's accuracy on generated images and the Frechet distance "
+                           "of its features (FID/IS with local Inception weights)",
+                (N_PER_CLASS, SEED, FID, DEVICE, THREADS), needs_checkpoint=True, needs_generator=True,
+                needs_baseline=True, outputs=("samples.png", "class_accuracy.png")),
+        VizKind("report", "one self-contained HTML page with everything the course asks to turn in",
+                (COUNT, BATCH_SIZE, GAIN, *ASCENT, FEATURE_LAYERS_FIELD, N_PER_CLASS, SEED, FID, DEVICE, THREADS),
+                needs_checkpoint=True, needs_generator=True, needs_baseline=True, outputs=("report.html",)),
+    )
+}
+
+
+def viz_kind(name: str) -> VizKind:
+    try:
+        return VIZ_KINDS[name]
+    except (KeyError, TypeError):
+        raise VizSpecError(f"unknown visualization kind {name!r}{_suggest(str(name), VIZ_KINDS)}; "
+                           f"choose one of: {', '.join(VIZ_KINDS)}") from None
+
+
+def _suggest(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown(kind: VizKind, key: str) -> VizSpecError:
+    names = kind.field_map()
+    known = f"; its parameters: {', '.join(names)}" if names else "; it takes no parameters"
+    return VizSpecError(f"unknown parameter {key!r} for {kind.name}{_suggest(key, names)}{known}")
+
+
+def validate_viz_params(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Check typed parameters (e.g. read back from job.json); missing keys take their defaults."""
+    spec = viz_kind(kind)
+    if not isinstance(params, Mapping):
+        raise VizSpecError("params must be a JSON object")
+    fields = spec.field_map()
+    for key in params:
+        if key not in fields:
+            raise _unknown(spec, key)
+    out = spec.defaults()
+    try:
+        for name, f in fields.items():
+            out[name] = check_field(f, params.get(name, out[name]))
+    except VizSpecError:
+        raise
+    except ConfigError as e:
+        raise VizSpecError(str(e)) from None
+    return out
+
+
+def resolve_viz_params(kind: str, overrides: Mapping[str, Any] | None = None,
+                       assignments: Iterable[str] = ()) -> dict[str, Any]:
+    """Defaults of `kind`, then typed `overrides`, then `key=value` strings (`--set`); validated as a whole.
+
+    Raises VizSpecError naming the first problem; the result is what job.json's "params" holds.
+    """
+    spec = viz_kind(kind)
+    fields = spec.field_map()
+    params = spec.defaults()
+    for key, value in (overrides or {}).items():
+        if key not in fields:
+            raise _unknown(spec, key)
+        params[key] = value
+    try:
+        for key, text in parse_assignments(assignments):
+            if key not in fields:
+                raise _unknown(spec, key)
+            params[key] = parse_value(fields[key], text)
+    except VizSpecError:
+        raise
+    except ConfigError as e:
+        raise VizSpecError(str(e)) from None
+    return validate_viz_params(kind, params)
+
+
+def checkpoint_name(epoch: int | None = None) -> str:
+    """The checkpoint a job reads: the final one by default, `epoch_NNN.pt` for a kept epoch."""
+    if epoch is None:
+        return FINAL_CHECKPOINT
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+        raise VizSpecError(f"--epoch {epoch!r} must be a positive integer")
+    return f"checkpoints/epoch_{epoch:03d}.pt"
+
+
+def kept_epochs(run_dir: Path) -> list[int]:
+    ckpts = run_dir / "checkpoints"
+    if not ckpts.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in ckpts.iterdir() if (m := EPOCH_CKPT_RE.match(p.name)))
+
+
+def missing_checkpoint_message(run_dir: Path, checkpoint: str) -> str:
+    """Why the checkpoint is not there and what to pass instead."""
+    kept = kept_epochs(run_dir)
+    kept_text = (f"kept epoch checkpoints: {', '.join(map(str, kept))}" if kept
+                 else "it kept no epoch checkpoints")
+    has_last = (run_dir / "checkpoints" / "last.pt").is_file()
+    where = f"run {run_dir.name} has no {checkpoint}"
+    if checkpoint.endswith("final.pt"):
+        hint = "pass --epoch E for a kept epoch checkpoint" if kept else (
+            "wait for it to finish" + (" or use checkpoints/last.pt" if has_last else ""))
+        return f"{where}: it has not completed; {hint} ({kept_text})"
+    if checkpoint.endswith("last.pt"):
+        return f"{where}: it never finished an epoch ({kept_text})"
+    hint = "pass one of those epochs" if kept else "use the final checkpoint (no --epoch)"
+    return f"{where}: that epoch was not kept (keep_every); {hint} ({kept_text})"
+
+
+def job_dir_name(job_id: int, kind: str) -> str:
+    """`<job_id>-<kind>`: the job's folder under RUN_DIR/viz/."""
+    viz_kind(kind)
+    return f"{int(job_id)}-{kind}"
+
+
+def primary_output(kind: str, params: Mapping[str, Any]) -> str:
+    """The file to show first when the job completes (relative to the job folder)."""
+    spec = viz_kind(kind)
+    main = spec.outputs[-1] if kind == "perturb" else spec.outputs[0]
+    return main.format(layer=params.get("layer", LAYER.default))
+
+
+def viz_argv(job_dir: Path) -> list[str]:
+    """The worker's argv (a list: never a shell string)."""
+    return [sys.executable, "-m", "engine.viz", str(job_dir)]
+
+
+def _check_checkpoint(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not CHECKPOINT_RE.match(value):
+        raise VizSpecError(f"{key}={value!r} must be checkpoints/final.pt, checkpoints/last.pt or "
+                           f"checkpoints/epoch_NNN.pt")
+    return value
+
+
+def _check_run_dir(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise VizSpecError(f"{key} must be the absolute path of a run folder")
+    if not Path(value).is_absolute():
+        raise VizSpecError(f"{key}={value!r} must be an absolute path")
+    return value
+
+
+def make_job(kind: str, params: Mapping[str, Any], run_dir: Path | str, checkpoint: str = FINAL_CHECKPOINT,
+             baseline_run_dir: Path | str | None = None,
+             baseline_checkpoint: str | None = None) -> dict[str, Any]:
+    """A validated job.json object; paths are made absolute, the baseline's checkpoint defaults to final."""
+    obj = {
+        "kind": kind, "params": dict(params), "run_dir": str(Path(run_dir).resolve()), "checkpoint": checkpoint,
+        "baseline_run_dir": None if baseline_run_dir is None else str(Path(baseline_run_dir).resolve()),
+        "baseline_checkpoint": baseline_checkpoint if baseline_run_dir is None or baseline_checkpoint
+        else FINAL_CHECKPOINT,
+    }
+    return validate_job(obj)
+
+
+def validate_job(obj: Any) -> dict[str, Any]:
+    """Check a job.json object: known kind, valid params, absolute run folders, checkpoint names."""
+    if not isinstance(obj, Mapping):
+        raise VizSpecError("job.json must hold a JSON object")
+    allowed = {"kind", "params", "run_dir", "checkpoint", "baseline_run_dir", "baseline_checkpoint"}
+    extra = sorted(set(obj) - allowed)
+    if extra:
+        raise VizSpecError(f"job.json has an unknown key {extra[0]!r}; keys: {', '.join(sorted(allowed))}")
+    spec = viz_kind(obj.get("kind"))
+    out: dict[str, Any] = {"kind": spec.name, "params": validate_viz_params(spec.name, obj.get("params") or {})}
+    out["run_dir"] = _check_run_dir(obj.get("run_dir"), "run_dir")
+    out["checkpoint"] = _check_checkpoint(obj.get("checkpoint", FINAL_CHECKPOINT), "checkpoint")
+    base = obj.get("baseline_run_dir")
+    if base is None:
+        if spec.needs_baseline:
+            raise VizSpecError(f"{spec.name} needs a baseline run (its classifier scores the generator): "
+                               f"set baseline_run_dir")
+        out["baseline_run_dir"] = None
+        out["baseline_checkpoint"] = None
+    else:
+        if not spec.needs_baseline:
+            raise VizSpecError(f"{spec.name} takes no baseline run; leave baseline_run_dir null")
+        out["baseline_run_dir"] = _check_run_dir(base, "baseline_run_dir")
+        out["baseline_checkpoint"] = _check_checkpoint(obj.get("baseline_checkpoint") or FINAL_CHECKPOINT,
+                                                       "baseline_checkpoint")
+    return out
+
+
+def read_job(job_dir: Path) -> dict[str, Any]:
+    """job.json of a job folder, validated; VizSpecError names the file and the problem."""
+    path = job_dir / JOB_FILE
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise VizSpecError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise VizSpecError(f"{path} is unreadable: {' '.join(str(e).split())[:200]}") from None
+    try:
+        return validate_job(raw)
+    except VizSpecError as e:
+        raise VizSpecError(f"{path}: {e}") from None
+
+
+def describe_kinds() -> list[dict[str, Any]]:
+    """Every kind with its parameters (name, type, default, help): what `ganmgr viz --help` and the form show."""
+    return [
+        {"kind": k.name, "summary": k.summary, "needs_checkpoint": k.needs_checkpoint,
+         "needs_generator": k.needs_generator, "needs_baseline": k.needs_baseline, "outputs": list(k.outputs),
+         "params": [{"name": f.name, "type": f.type, "default": f.default, "help": f.help} for f in k.fields]}
+        for k in VIZ_KINDS.values()
+    ]
+
+
+def create_job_dir(run_dir: Path, job_id: int, kind: str) -> Path:
+    """RUN_DIR/viz/<job_id>-<kind>/, readable by its owner only; an existing folder is an error."""
+    from engine.control.paths import ensure_inside
+
+    viz = run_dir / "viz"
+    viz.mkdir(mode=0o700, exist_ok=True)
+    path = ensure_inside(run_dir, viz / job_dir_name(job_id, kind))
+    path.mkdir(mode=0o700)
+    path.chmod(0o700)  # mkdir's mode is filtered by the umask
+    return path
+
+
+def write_job(job_dir: Path, job: Mapping[str, Any]) -> Path:
+    """Validate `job` and write it as JOB_DIR/job.json (atomically, 0600)."""
+    from engine.control.paths import write_json_atomic
+
+    path = job_dir / JOB_FILE
+    write_json_atomic(path, validate_job(job))
+    path.chmod(0o600)
+    return path
