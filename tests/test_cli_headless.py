@@ -108,6 +108,9 @@ def test_headless_gan_run_completes_and_appears_in_the_store(tmp_path, npz):
         epoch, progress, tags, commit = con.execute(
             "select epoch, progress, tags, git_commit from runs").fetchone()
     assert epoch == 2 and progress == pytest.approx(1.0) and "smoke" in tags
+    with sqlite3.connect(home / "ganmgr.db") as con:
+        files = {r[0] for r in con.execute("select path from artifacts where kind = 'samples'")}
+    assert files == {"samples/epoch_001.png", "samples/epoch_002.png"}  # the run screen lists them
 
 
 def test_headless_ctrl_c_checkpoints_and_exits_130(tmp_path, npz):

@@ -163,11 +163,11 @@ def test_narrow_terminal_switches_between_charts_and_details(home: Path) -> None
         assert screen.has_class("-narrow")
         charts, side = screen.query_one("#run-charts"), screen.query_one("#run-side")
         assert charts.display and not side.display
-        await pilot.press("v")
+        await pilot.press("d")
         await pilot.pause()
         assert side.display and not charts.display
         assert "acgan-wgangp" in plain(screen.query_one("#run-info"))
-        await pilot.press("v")
+        await pilot.press("d")
         await pilot.pause()
         assert charts.display
 

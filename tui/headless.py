@@ -174,6 +174,13 @@ def finish(console: Console, home: Path, view, proc, follower: RunFollower, tail
            *, interrupted: bool) -> int:
     rc = proc.wait()
     store_runs.update_progress(home, view.id, **_row_fields(follower, tail))
+    for rec in follower.artifacts:  # the run screen's file list and `ganmgr show` read them from the store
+        epoch = rec.get("epoch")
+        try:
+            store_runs.add_artifact(home, view.id, str(rec.get("what") or "file"), str(rec.get("path")),
+                                    epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None)
+        except StoreError:
+            continue
     end = follower.end
     sig = -rc if rc < 0 else None
     if end is not None:

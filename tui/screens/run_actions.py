@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from textual import work
 
-from store.views import RunView
+from store.views import RunView, VizJobView
 from tui.messages import RunsChanged
 from tui.screens.confirm import ConfirmModal
 
@@ -64,6 +64,30 @@ class RunActions:
 
         view = resume_run(self.home, str(run_id))  # type: ignore[attr-defined]
         self.app.post_message(RunsChanged(view.id, f"run {view.id} {view.name} queued to resume"))  # type: ignore[attr-defined]
+
+    def action_visualize(self) -> None:
+        """`v`: the visualization launcher on the selected run."""
+        run = self._need_run()
+        if run is None:
+            return
+        if run.status == "queued" or not run.run_dir:
+            self.notify(f"run {run.id} has not started: there is nothing to visualize yet",  # type: ignore[attr-defined]
+                        severity="warning")
+            return
+        from store import runs as store_runs
+        from tui.screens.viz_launch import VizLaunchScreen
+
+        baselines = store_runs.list_runs(self.home, status="completed", recipe="baseline")  # type: ignore[attr-defined]
+        self.app.push_screen(VizLaunchScreen(run, baselines), callback=self._viz_queued)  # type: ignore[attr-defined]
+
+    def _viz_queued(self, job: VizJobView | None) -> None:
+        if job is None:
+            return
+        self.notify(f"viz job {job.id} queued: {job.kind} on run {job.run_id}")  # type: ignore[attr-defined]
+        self.viz_queued(job)
+
+    def viz_queued(self, job: VizJobView) -> None:
+        """Hook: the run screen watches the job and shows its image when it completes."""
 
     def action_fork(self) -> None:
         run = self._need_run()

@@ -25,7 +25,7 @@ from textual.widgets import Log
 from textual.worker import get_current_worker
 
 from engine.control.config import RECIPES
-from store.views import ArtifactView, RunView
+from store.views import ArtifactView, RunView, VizJobView
 from tui.external import open_external, scp_line, viewer_argv
 from tui.follow import FollowUpdate, RunFollower
 from tui.formatting import (
@@ -46,6 +46,7 @@ from tui.screens.base import GanmgrScreen
 from tui.screens.file_location import FileLocationModal
 from tui.screens.run_actions import RunActions
 from tui.series import AXES, TEST_ACC, TRAIN_ACC, RunCharts
+from tui.viz_form import viz_output_rel
 from tui.widgets.image_panel import ImagePanel
 from tui.widgets.key_bar import KeyBar
 from tui.widgets.metric_chart import PALETTE, MetricChart
@@ -58,6 +59,7 @@ IDLE_POLL_S = 2.0
 IDLE_ROW_POLL_S = 5.0
 DRAW_S = 0.5  # chart redraw period (only when something changed)
 LOG_LINES = 400
+JOB_LINES = 4  # visualization jobs listed on the run screen (the newest)
 NARROW = 110  # below this many columns the side panel gets narrower and the file list hides
 ACC_COLORS = {TRAIN_ACC: PALETTE[0], TEST_ACC: PALETTE[1]}
 CONFIG_SUMMARY = ("width", "batch_size", "lr", "epochs", "seed", "device", "precision")
@@ -66,7 +68,9 @@ CONFIG_SUMMARY = ("width", "batch_size", "lr", "epochs", "seed", "device", "prec
 class RunScreen(RunActions, GanmgrScreen[None]):
     BINDINGS = [
         Binding("escape,backspace", "back", "Back", id="run-back", tooltip="back to the runs table"),
-        Binding("v", "toggle_details", "Charts/details", id="run-view",
+        Binding("v", "visualize", "Visualize", id="run-viz",
+                tooltip="queue a visualization job on this run; its image opens here when it completes"),
+        Binding("d", "toggle_details", "Charts/details", id="run-view",
                 tooltip="narrow terminals: switch between the charts and the details (info, images, log)"),
         Binding("e", "toggle_axis", "Step/epoch", id="run-axis",
                 tooltip="x axis: optimizer step (train windows) or epoch (per-epoch means)"),
@@ -91,10 +95,11 @@ class RunScreen(RunActions, GanmgrScreen[None]):
             return isinstance(message, RunScreen.Pending)
 
     class RowRead(Message):
-        def __init__(self, run: RunView, artifacts: list[ArtifactView]) -> None:
+        def __init__(self, run: RunView, artifacts: list[ArtifactView], jobs: list[VizJobView]) -> None:
             super().__init__()
             self.run = run
             self.artifacts = artifacts
+            self.jobs = jobs
 
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, RunScreen.RowRead)
@@ -110,7 +115,10 @@ class RunScreen(RunActions, GanmgrScreen[None]):
         self._dirty = True
         self._pending: deque[FollowUpdate] = deque()
         self._stop = threading.Event()
+        self._row_now = threading.Event()  # read the row (and jobs) at the next poll, not in 5 s
         self.artifacts: list[ArtifactView] = []
+        self.jobs: list[VizJobView] = []
+        self.watched: set[int] = set()  # jobs queued from here: their image opens when they complete
         self.updates_applied = 0  # follower updates taken in (tests read it)
 
     @property
@@ -129,6 +137,7 @@ class RunScreen(RunActions, GanmgrScreen[None]):
             with Vertical(id="run-side"):
                 yield QuietStatic(id="run-info")
                 yield ImagePanel(id="run-images")
+                yield QuietStatic(id="run-jobs")
                 yield QuietStatic(id="run-files")
                 yield Log(max_lines=LOG_LINES, id="run-log")
         yield KeyBar()
@@ -136,6 +145,8 @@ class RunScreen(RunActions, GanmgrScreen[None]):
     def on_mount(self) -> None:
         self.query_one("#run-info").border_title = "run"
         self.query_one("#run-files").border_title = "files"
+        self.query_one("#run-jobs").border_title = "visualization jobs (v)"
+        self.query_one("#run-jobs").display = False
         log = self.query_one("#run-log", Log)
         log.border_title = "log.txt"
         log.can_focus = False
@@ -179,13 +190,16 @@ class RunScreen(RunActions, GanmgrScreen[None]):
                     self.post_message(self.Pending())
                 more = up.more
             now = time.monotonic()
-            finished = self.run.is_terminal
-            if now >= next_row:
+            jobs_active = bool(self.watched) or any(j.is_active for j in self.jobs)
+            finished = self.run.is_terminal and not jobs_active
+            if now >= next_row or self._row_now.is_set():
+                self._row_now.clear()
                 next_row = now + (IDLE_ROW_POLL_S if finished else ROW_POLL_S)
                 view = store_runs.get_run(self.home, self.run.id)
                 if view is not None:
                     arts = store_runs.list_artifacts(self.home, self.run.id)
-                    self.post_message(self.RowRead(view, arts))
+                    jobs = store_runs.list_viz_jobs(self.home, run_id=self.run.id)
+                    self.post_message(self.RowRead(view, arts, jobs))
             # Back off while the app is behind on its messages (a huge backlog being read).
             backlog = self.app.message_queue_size + self.message_queue_size
             base = IDLE_POLL_S if finished else POLL_S
@@ -217,7 +231,32 @@ class RunScreen(RunActions, GanmgrScreen[None]):
     def _row_read(self, event: RowRead) -> None:
         self.run = event.run
         self.artifacts = event.artifacts
+        self.jobs = event.jobs
+        for job in event.jobs:
+            if job.id in self.watched and job.is_terminal:
+                self.watched.discard(job.id)
+                self._job_ended(job)
         self._render_run()
+
+    def viz_queued(self, job: VizJobView) -> None:
+        self.watched.add(job.id)
+        self._row_now.set()
+
+    def _job_ended(self, job: VizJobView) -> None:
+        """A job queued from this screen ended: show its image (or say where its page is, or why it failed)."""
+        if job.status != "completed":
+            self.notify(f"viz job {job.id} {job.kind}: {one_line(job.message or job.status, 200)}",
+                        severity="error", timeout=10)
+            return
+        rel = viz_output_rel(self.run_dir, job)
+        if rel is None or not rel.endswith(".png"):
+            where = f" -> {Path(job.job_dir or '') / (job.outputs[0] if job.outputs else '')}"
+            self.notify(f"viz job {job.id} {job.kind} completed{where}", timeout=10)
+            return
+        panel = self.query_one(ImagePanel)
+        panel.select(rel)
+        self.notify(f"viz job {job.id} {job.kind} completed: showing {rel.split('/')[-1]} (o opens it)",
+                    timeout=8)
 
     # -- drawing -------------------------------------------------------------------------------------
 
@@ -256,6 +295,25 @@ class RunScreen(RunActions, GanmgrScreen[None]):
         self.query_one("#run-title", QuietStatic).show(text)
         self.query_one("#run-info", QuietStatic).show(self._info_text())
         self.query_one("#run-files", QuietStatic).show(self._files_text())
+        jobs = self.query_one("#run-jobs", QuietStatic)
+        jobs.display = bool(self.jobs)
+        if self.jobs:
+            jobs.show(self._jobs_text())
+
+    def _jobs_text(self) -> Text:
+        t = Text()
+        for j in self.jobs[-JOB_LINES:]:
+            t.append(f"#{j.id} {j.kind:<12} ", style="bold" if j.is_active else "")
+            t.append_text(status_text(j.status, cancelling=j.cancel_requested))
+            if j.status == "running" and j.progress is not None:
+                t.append(f" {j.progress * 100:3.0f}%")
+            detail = j.message or ""
+            if j.status == "completed":
+                detail = f"{fmt_duration(j.duration_s)}  {', '.join(str(o).split('/')[-1] for o in j.outputs[:2])}"
+            t.append(f"  {one_line(detail, 60)}".rstrip() + "\n", style="dim")
+        if len(self.jobs) > JOB_LINES:
+            t.append(f"… {len(self.jobs) - JOB_LINES} earlier (ganmgr jobs {self.run.id})", style="dim")
+        return t.rstrip() or t
 
     def _info_text(self) -> Text:
         r = self.run

@@ -49,6 +49,8 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
                 tooltip="queue a finished run again; it continues from its last checkpoint"),
         Binding("f", "fork", "Fork", id="runs-fork",
                 tooltip="new run from this run's checkpoint, with the form prefilled from its config"),
+        Binding("v", "visualize", "Visualize", id="runs-viz",
+                tooltip="queue a visualization job on the selected run (perturb, max_class, report...)"),
         Binding("x", "cancel_run", "Cancel", id="runs-cancel",
                 tooltip="cancel a queued run, or stop a running one (it checkpoints first); asks first"),
         Binding("space", "toggle_mark", "Mark", id="runs-mark", key_display="␣",

@@ -125,6 +125,7 @@ class ImagePanel(Vertical):
         self.base: Path | None = None
         self.paths: list[str] = []
         self.index: int = -1
+        self.wanted: str | None = None  # a file to show as soon as it is listed (a job's output)
         self.border_title = "images"
 
     def compose(self) -> ComposeResult:
@@ -143,7 +144,10 @@ class ImagePanel(Vertical):
         newest_old = self._newest_sample(self.paths)
         self.base = base
         self.paths = list(paths)
-        if not self.paths:
+        if self.wanted in self.paths:
+            self.index = self.paths.index(self.wanted)
+            self.wanted = None
+        elif not self.paths:
             self.index = -1
         elif old is None or old == newest_old or old not in self.paths:
             newest = self._newest_sample(self.paths)
@@ -151,6 +155,16 @@ class ImagePanel(Vertical):
         else:
             self.index = self.paths.index(old)
         self._show()
+
+    def select(self, rel: str) -> bool:
+        """Show `rel` (relative to the run folder) now if listed, else as soon as it is; True if shown now."""
+        if rel in self.paths:
+            self.index = self.paths.index(rel)
+            self.wanted = None
+            self._show()
+            return True
+        self.wanted = rel
+        return False
 
     def step(self, delta: int) -> bool:
         if not self.paths:
@@ -178,7 +192,8 @@ class ImagePanel(Vertical):
             return
         rel = self.paths[self.index]
         epoch = sample_epoch(rel)
-        self.border_title = f"samples · epoch {epoch}" if epoch is not None else "image"
+        self.border_title = f"samples · epoch {epoch}" if epoch is not None else (
+            "visualization" if rel.startswith("viz/") else "image")
         caption.update(f"{rel}  ({self.index + 1}/{len(self.paths)})  ←/→")
         try:
             view.image = load_image(path)  # type: ignore[attr-defined]

@@ -1,0 +1,141 @@
+"""The visualization launcher (`v`) as data: which choices a run offers and the checked request.
+
+Pure (no Textual): the kinds a run can take, its checkpoints, the baseline runs to pair it with, and the
+parameter texts checked field by field through `engine.control.viz_spec` (the same rules as `ganmgr viz
+--set` and the job itself), each error one line under its input.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.control.config import ConfigError, check_field, parse_value
+from engine.control.viz_spec import VIZ_KINDS, kept_epochs, resolve_viz_params, viz_kind
+from store.views import RunView, VizJobView
+
+GENERAL = "viz-form"
+FINAL = "final"
+
+
+def param_text(value: Any) -> str:
+    """A parameter's default as the text the user edits (lists comma-separated, bools true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value) if not isinstance(value, str) else value
+
+
+def kinds_for(run: RunView) -> list[str]:
+    """Every kind, the ones that cannot read this run left out (a baseline run has no generator)."""
+    from engine.control.config import RECIPES
+
+    spec = RECIPES.get(run.recipe)
+    has_g = bool(spec and spec.has_generator)
+    seed_models = run.recipe in ("baseline", "acgan-wgangp")
+    out = []
+    for name, kind in VIZ_KINDS.items():
+        if kind.needs_generator and not has_g:
+            continue
+        if kind.needs_checkpoint and not seed_models:
+            continue
+        if kind.needs_checkpoint and kind.needs_generator and run.recipe != "acgan-wgangp":
+            continue
+        out.append(name)
+    return out
+
+
+def checkpoints_for(run: RunView) -> list[tuple[str, str]]:
+    """(label, value) of the checkpoints a job can read: final (when there) and every kept epoch."""
+    run_dir = Path(run.run_dir) if run.run_dir else None
+    out: list[tuple[str, str]] = []
+    if run_dir is not None and (run_dir / "checkpoints" / "final.pt").is_file():
+        out.append((f"final (epoch {run.epoch})", FINAL))
+    for e in reversed(kept_epochs(run_dir) if run_dir else []):
+        out.append((f"epoch {e}", str(e)))
+    return out
+
+
+def baselines_from(runs: list[RunView]) -> list[tuple[str, int]]:
+    """(label, id) of completed baseline runs, newest first, with their test accuracy."""
+    out = []
+    for r in sorted(runs, key=lambda r: -r.id):
+        if r.recipe == "baseline" and r.status == "completed":
+            acc = f"  test {r.last_test_acc:.1f}%" if r.last_test_acc is not None else ""
+            out.append((f"#{r.id} {r.name}{acc}", r.id))
+    return out
+
+
+@dataclass(frozen=True)
+class VizRequest:
+    kind: str
+    params: dict[str, Any]
+    epoch: int | None
+    baseline_id: int | None
+
+
+@dataclass
+class VizCheck:
+    request: VizRequest | None
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.request is not None and not self.errors
+
+
+def check_viz_form(kind: str, texts: Mapping[str, str], checkpoint: str | None,
+                   baseline_id: int | None) -> VizCheck:
+    """Parse and check every parameter input; errors keyed by parameter name (or GENERAL)."""
+    try:
+        spec = viz_kind(kind)
+    except ConfigError as e:
+        return VizCheck(None, {GENERAL: str(e)})
+    fields = spec.field_map()
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, text in texts.items():
+        f = fields.get(name)
+        if f is None:
+            continue
+        try:
+            values[name] = check_field(f, parse_value(f, text))
+        except ConfigError as e:
+            errors[name] = str(e)
+    if spec.needs_checkpoint and not checkpoint:
+        errors["checkpoint"] = "this run has no checkpoint yet (it never finished an epoch)"
+    if spec.needs_baseline and baseline_id is None:
+        errors["baseline"] = "pick a completed baseline run: its classifier scores the generator"
+    if errors:
+        return VizCheck(None, errors)
+    try:
+        params = resolve_viz_params(kind, values)
+    except ConfigError as e:
+        return VizCheck(None, {GENERAL: str(e)})
+    epoch = None if not spec.needs_checkpoint or checkpoint in (None, FINAL) else int(checkpoint)
+    return VizCheck(VizRequest(kind, params, epoch, baseline_id if spec.needs_baseline else None))
+
+
+def defaults_text(kind: str) -> dict[str, str]:
+    return {k: param_text(v) for k, v in viz_kind(kind).defaults().items()}
+
+
+def params_line(params: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={json.dumps(v)}" for k, v in params.items())
+
+
+def viz_output_rel(run_dir: Path | None, job: VizJobView) -> str | None:
+    """The job's main file relative to the run folder (what the image panel lists), or None."""
+    from engine.control.viz_spec import primary_output
+
+    if run_dir is None or not job.job_dir:
+        return None
+    try:
+        folder = Path(job.job_dir).relative_to(run_dir)
+    except ValueError:
+        return None
+    return f"{folder.as_posix()}/{primary_output(job.kind, job.params)}"
