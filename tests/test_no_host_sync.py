@@ -155,9 +155,6 @@ def test_cuda_step_has_no_synchronizing_call(tmp_path, npz, recipe):
 
 
 @pytest.mark.gpu
-@pytest.mark.xfail(strict=True, reason="engine/data.py augment_batch copies its YIQ matrices host->device "
-                   "(`_YIQ.to(dev)`, a blocking copy) and inverts one with torch.linalg.inv (an error check "
-                   "that reads back) on every batch; remove this mark when they are cached per device")
 def test_cuda_loop_iteration_has_no_synchronizing_call(tmp_path, npz):
     """The whole loop iteration on CUDA: batch cut, augmentation, step, metric accumulation."""
     if not torch.cuda.is_available():
