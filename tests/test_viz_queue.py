@@ -117,6 +117,11 @@ def test_an_epoch_checkpoint_and_the_run_listing(store) -> None:
     listing = ganmgr(store.home, "viz", str(store.base))
     assert listing.returncode == 0
     assert any(line.split()[:3] == [job_id, str(store.base), "max_class"] for line in listing.stdout.splitlines())
+    shown = ganmgr(store.home, "show", str(store.base), "--json")
+    assert shown.returncode == 0
+    assert int(job_id) in [j["id"] for j in json.loads(shown.stdout)["viz_jobs"]]
+    text = ganmgr(store.home, "show", str(store.base)).stdout
+    assert f"#{job_id}" in text.split("viz jobs")[1] and "max_class.png" in text
 
 
 def test_report_writes_one_valid_html_file(store) -> None:

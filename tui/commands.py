@@ -175,9 +175,11 @@ def cmd_show(args: argparse.Namespace, home: Path) -> int:
     run = find(home, args.run)
     events = store_runs.list_events(home, run.id)
     artifacts = store_runs.list_artifacts(home, run.id)
+    jobs = store_runs.list_viz_jobs(home, run_id=run.id)
     if args.json:
         print(json.dumps(_finite({"run": run.to_dict(), "events": [e.to_dict() for e in events],
-                                  "artifacts": [a.to_dict() for a in artifacts]}), allow_nan=False))
+                                  "artifacts": [a.to_dict() for a in artifacts],
+                                  "viz_jobs": [j.to_dict() for j in jobs]}), allow_nan=False))
         return EXIT_OK
     out: list[tuple[str, str]] = []
     status = _status_text(run)
@@ -221,6 +223,12 @@ def cmd_show(args: argparse.Namespace, home: Path) -> int:
         print("  error")
         for line in run.error.strip().splitlines()[-25:]:
             print(f"    {line}")
+    if jobs:
+        from tui.viz_commands import job_summary
+
+        print("  viz jobs")
+        for j in jobs:
+            print(f"    #{j.id:<4} {j.kind:<13}{j.status:<11}{job_summary(j)}")
     print("  config")
     for k in sorted(run.config):
         print(f"    {k:<16}{json.dumps(run.config[k])}")
