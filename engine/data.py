@@ -15,6 +15,7 @@ This module imports torch: only compute code imports it (never `tui/` or `store/
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -31,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from engine.control.datasets import IMAGEFOLDER, SYNTHETIC_SHAPES, image_files
 
 CIFAR10_CLASSES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -87,14 +90,24 @@ class Splits:
 # ----------------------------------------------------------------------------------------------- loading
 
 def load_splits(dataset: str, data_root: str | None = None, download: bool = False,
-                *, cache_dir: Path | None = None) -> Splits:
-    """Read a dataset spec (`synthetic`, `npz:PATH`, `cifar10`, `mnist`) into validated host arrays.
+                *, cache_dir: Path | None = None, image_size: int | None = None) -> Splits:
+    """Read a dataset spec (`synthetic`, `synthetic28`, `synthetic64`, `npz:PATH`, `imagefolder:PATH`,
+    `cifar10`, `mnist`) into validated host arrays.
 
-    Nothing is downloaded unless `download` is true; any unusable source raises a one-line DataError.
+    `image_size` is the recipe's input side: image folders hold pictures of any size, so each is resized
+    and centre-cropped to it while decoding (64 when not given). Nothing is downloaded unless `download`
+    is true; any unusable source raises a one-line DataError.
     """
     spec = dataset.strip()
-    if spec == "synthetic":
-        return load_synthetic(SYNTHETIC_TRAIN, SYNTHETIC_TEST, cache_dir=cache_dir)
+    if spec in SYNTHETIC_SHAPES:
+        channels, size = SYNTHETIC_SHAPES[spec]
+        splits = load_synthetic(SYNTHETIC_TRAIN, SYNTHETIC_TEST, channels=channels, size=size, cache_dir=cache_dir)
+        return splits if spec == "synthetic" else dataclasses.replace(splits, source=spec)
+    if spec.startswith(IMAGEFOLDER):
+        path_text = spec[len(IMAGEFOLDER):].strip()
+        if not path_text:
+            raise DataError("dataset imagefolder: needs a folder after 'imagefolder:'")
+        return load_imagefolder(Path(os.path.expanduser(path_text)), image_size or 64, source=spec)
     if spec.startswith("npz:"):
         path_text = spec[4:].strip()
         if not path_text:
@@ -110,7 +123,8 @@ def load_splits(dataset: str, data_root: str | None = None, download: bool = Fal
             raise DataError(f"data root {root} does not exist; point it at the folder holding the {spec} "
                             f"files, or download on a node that is online")
         return _load_cifar10(root, download) if spec == "cifar10" else _load_mnist(root, download)
-    raise DataError(f"dataset {dataset!r} is not a known data source; use synthetic, cifar10, mnist or npz:PATH")
+    raise DataError(f"dataset {dataset!r} is not a known data source; use synthetic, synthetic28, synthetic64, "
+                    f"cifar10, mnist, npz:PATH or imagefolder:PATH")
 
 
 def _validate(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
@@ -233,6 +247,108 @@ def _gunzip(src: Path, dst: Path) -> None:
 
 def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split())[:200] or "no detail"
+
+
+# ----------------------------------------------------------------------------------------------- image folders
+
+# Pillow modes without colour: a folder of only these becomes 1-channel images
+GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+def load_imagefolder(root: Path, size: int, *, source: str | None = None, workers: int | None = None) -> Splits:
+    """Every image under `root` (recursive), resized (shorter side to `size`) and centre-cropped to size x size.
+
+    As torchvision's `Resize(size)` + `CenterCrop(size)` in the DCGAN text, decoded once into uint8 arrays.
+    Labels are the first-level subfolders (ImageFolder's convention; images directly in `root` form a class
+    named after it). Grey images stay 1-channel when every image is grey, else everything is RGB. One image
+    in ten (sorted by path) is held out as the test split, or all of them are reused when fewer than ten.
+    Any file that does not decode fails the whole load, naming the files.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    where = f"image folder {root}"
+    if not root.exists():
+        raise DataError(f"{where} does not exist")
+    if not root.is_dir():
+        raise DataError(f"{where} is not a folder")
+    files = image_files(root)
+    if not files:
+        raise DataError(f"{where} holds no images (looked recursively for .png, .jpg, .jpeg, .bmp, .gif, .webp, "
+                        f".tif, .ppm, .pgm)")
+    out = np.empty((len(files), size, size, 3), np.uint8)
+    grey = np.zeros(len(files), bool)
+    errors: list[tuple[Path, str]] = []
+
+    def decode(i: int) -> None:
+        try:
+            out[i], grey[i] = _decode_image(files[i], size)
+        except Exception as e:  # noqa: BLE001 - any decoder failure names the file
+            errors.append((files[i], f"{type(e).__name__}: {_one_line(e)[:80]}"))
+
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        list(pool.map(decode, range(len(files))))
+    if errors:
+        errors.sort()
+        names = "; ".join(f"{p.relative_to(root)} ({why})" for p, why in errors[:3])
+        more = f" and {len(errors) - 3} more" if len(errors) > 3 else ""
+        raise DataError(f"{where}: {len(errors)} of {len(files)} image files are unreadable: {names}{more}")
+    x = out.transpose(0, 3, 1, 2)
+    x = np.ascontiguousarray(x[:, :1] if grey.all() else x)
+    tops = [p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else root.name for p in files]
+    classes = tuple(sorted(set(tops)))
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[t] for t in tops], np.int64)
+    if len(files) >= 10:
+        test = np.arange(len(files)) % 10 == 9
+        x_train, y_train, x_test, y_test = x[~test], y[~test], x[test], y[test]
+    else:
+        x_train, y_train, x_test, y_test = x, y, x.copy(), y.copy()
+    return _make_splits(x_train, y_train, x_test, y_test, classes, source or f"imagefolder:{root}", where)
+
+
+def _decode_image(path: Path, size: int) -> tuple[np.ndarray, bool]:
+    """One file -> (size x size x 3 uint8, was it grey); shorter side resized to `size`, centre crop."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        was_grey = im.mode in GREY_MODES
+        if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):  # wide greys: scale to 8 bits first
+            a = np.asarray(im, dtype=np.float64)
+            hi = a.max() if a.size else 1.0
+            im = Image.fromarray(np.clip(a * (255.0 / (hi if hi > 255 else 255.0)), 0, 255).astype(np.uint8))
+        rgb = im.convert("RGB")
+    w, h = rgb.size
+    if w < 1 or h < 1:
+        raise ValueError("empty image")
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if (nw, nh) != (w, h):
+        rgb = rgb.resize((nw, nh), Image.BILINEAR)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    rgb = rgb.crop((left, top, left + size, top + size))
+    return np.asarray(rgb, dtype=np.uint8), was_grey
+
+
+def select_classes(splits: Splits, classes: list[int] | tuple[int, ...]) -> Splits:
+    """Keep only images whose label is in `classes` (both splits); labels and class names stay as they were.
+
+    A label with no training images is a DataError naming it (a typo must not train on nothing).
+    """
+    if not classes:
+        return splits
+    wanted = np.asarray(sorted(set(classes)), np.int64)
+    present = set(np.unique(splits.y_train).tolist())
+    missing = [int(c) for c in wanted if int(c) not in present]
+    if missing:
+        raise DataError(f"{splits.source}: no training images of label {missing[0]} (classes={list(classes)}; "
+                        f"labels 0..{splits.num_classes - 1})")
+    tr = np.isin(splits.y_train, wanted)
+    te = np.isin(splits.y_test, wanted)
+    if not te.any():  # keep the split non-empty: a test split is only a diversity reference for GANs
+        te = np.ones_like(te)
+    return Splits(np.ascontiguousarray(splits.x_train[tr]), splits.y_train[tr], np.ascontiguousarray(splits.x_test[te]),
+                  splits.y_test[te], splits.classes, splits.source)
 
 
 # ----------------------------------------------------------------------------------------------- conform

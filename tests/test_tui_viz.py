@@ -3,6 +3,7 @@ runs (`python -m engine.viz`), the job listed on the run screen, and its PNG sho
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,7 @@ def test_v_queues_a_job_shows_its_progress_and_opens_its_png(home: Path) -> None
         await wait_for(pilot, lambda: app.screen is screen, what="back on the run screen")
         [job] = store_runs.list_viz_jobs(home)
         assert (job.kind, job.params) == ("progression", {"count": 2, "epochs": []})
-        await wait_for(pilot, lambda: f"#{job.id} progression" in plain(screen.query_one("#run-jobs")),
+        await wait_for(pilot, lambda: re.search(rf"#{job.id}\s+progression", plain(screen.query_one("#run-jobs"))),
                        what="the job listed")
         panel = screen.query_one(ImagePanel)
         await wait_for(pilot, lambda: panel.current is not None and panel.current.name == "progression.png",

@@ -127,12 +127,14 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     """The config flags shared by `run` (and, later, the form and `fork`): each maps to one config field."""
     g = p.add_argument_group("what to train")
     g.add_argument("--recipe", required=True, help=f"one of: {', '.join(RECIPES)}")
-    g.add_argument("--dataset", help="synthetic (default, embedded) | cifar10 | mnist | npz:PATH")
+    g.add_argument("--dataset", help="synthetic (embedded, 3x32) | synthetic28 (1x28) | synthetic64 (3x64) | "
+                   "cifar10 | mnist | npz:PATH | imagefolder:PATH (default: the recipe's)")
     g.add_argument("--data-root", help="folder holding the cifar10/mnist files (torchvision layout)")
     g.add_argument("--download", action="store_true", default=None,
                    help="let torchvision download the data set into --data-root (online nodes only)")
     g.add_argument("--epochs", type=_int, help="passes over the training set (recipe default: the seed's)")
-    g.add_argument("--width", type=_int, help="conv feature channels (seed: 196; 128 is the faster option)")
+    g.add_argument("--width", type=_int, help="model width: conv channels (acgan/baseline seed: 196, 128 the faster "
+                   "option; dcgan: 64) or hidden units (mlp-gan 300, lab5-gan 256)")
     g.add_argument("--batch-size", type=_int, help="images per step (seed: 128)")
     g.add_argument("--lr", type=_float, help="Adam learning rate (seed: 1e-4)")
     g.add_argument("--seed", type=_int, help="seed of every random draw (default 0)")

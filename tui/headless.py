@@ -26,6 +26,7 @@ from engine.control.submit import create_run
 from store import runs as store_runs
 from store.errors import StoreError
 from store.metrics_reader import MetricsTail
+from tui.series import DECLARED_EPOCH_METRICS
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 PROGRESS_FIELDS = ("epoch", "step", "progress", "last_test_acc", "best_test_acc", "last_train_acc",
@@ -135,9 +136,7 @@ def follow(console: Console, proc, tail: MetricsTail, follower: RunFollower, hom
             for rec in tail.read_new():
                 follower.fold(rec)
                 if not live and rec.get("kind") == "epoch":
-                    console.print(f"epoch {rec['epoch']}/{follower.epochs}  test_acc {rec.get('test_acc', 0):.2f}"
-                                  f"  train_acc {rec.get('train_acc') or 0:.2f}  {rec.get('images_per_s')} img/s"
-                                  f"  {follower.loss_text()}")
+                    console.print(epoch_line(rec, follower.epochs, follower.loss_text()))
             total = follower.epochs * follower.steps_per_epoch
             step = follower.fields["step"]
             elapsed = time.monotonic() - t0
@@ -203,6 +202,10 @@ def finish(console: Console, home: Path, view, proc, follower: RunFollower, tail
         table.add_row("test accuracy", f"last {follower.fields.get('last_test_acc', 0):.2f}%  "
                                        f"best {follower.best:.2f}%")
     if follower.epoch_rows:
+        last = follower.epoch_rows[-1]
+        for key in DECLARED_EPOCH_METRICS:  # the mode-collapse signal of the last epoch
+            if isinstance(last.get(key), (int, float)):
+                table.add_row(key, f"{last[key]:.3f} (epoch {last.get('epoch')})")
         ips = [r.get("images_per_s") or 0 for r in follower.epoch_rows]
         table.add_row("images/s", f"{sum(ips) / len(ips):.1f} (mean over epochs)")
     samples = [a["path"] for a in follower.artifacts if a.get("what") == "samples"]
@@ -217,6 +220,22 @@ def finish(console: Console, home: Path, view, proc, follower: RunFollower, tail
     if status in ("cancelled", "killed") or interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED
+
+
+def epoch_line(rec: dict[str, Any], epochs: int | None, losses: str) -> str:
+    """One finished epoch for a non-terminal: its accuracies where the recipe has a classifier, its
+    per-epoch signals (diversity, class_spread), images/s and the latest losses."""
+    bits = [f"epoch {rec.get('epoch')}/{epochs}"]
+    for key in ("test_acc", "train_acc"):
+        if isinstance(rec.get(key), (int, float)):
+            bits.append(f"{key} {rec[key]:.2f}")
+    for key in DECLARED_EPOCH_METRICS:
+        if isinstance(rec.get(key), (int, float)):
+            bits.append(f"{key} {rec[key]:.3f}")
+    bits.append(f"{rec.get('images_per_s')} img/s")
+    if losses:
+        bits.append(losses)
+    return "  ".join(bits)
 
 
 def _log_tail(path: Path, lines: int = 15) -> str:

@@ -17,10 +17,10 @@ from store.errors import StoreError
 
 # (input key, label, placeholder); a key that is a config field is parsed by that field's type.
 CONFIG_INPUTS: tuple[tuple[str, str, str], ...] = (
-    ("dataset", "dataset", "synthetic | npz:PATH | cifar10 | mnist"),
+    ("dataset", "dataset", "synthetic | synthetic28 | synthetic64 | npz:PATH | imagefolder:PATH | cifar10 | mnist"),
     ("data_root", "data root", "folder of the cifar10/mnist files"),
     ("epochs", "epochs", ""),
-    ("width", "width", "196 (seed) or 128"),
+    ("width", "width", "the recipe's default (acgan: 196, or 128)"),
     ("batch_size", "batch size", ""),
     ("lr", "learning rate", ""),
     ("seed", "seed", ""),
@@ -38,7 +38,7 @@ FORK_INPUTS: tuple[tuple[str, str, str], ...] = (
 )
 CONFIG_KEYS = tuple(k for k, _, _ in CONFIG_INPUTS)
 GENERAL = "form"  # errors that belong to no single input
-DATASET_SUGGESTIONS = ("synthetic", "cifar10", "mnist", "npz:")
+DATASET_SUGGESTIONS = ("synthetic", "synthetic28", "synthetic64", "cifar10", "mnist", "npz:", "imagefolder:")
 
 
 @dataclass(frozen=True)

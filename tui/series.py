@@ -14,12 +14,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.control.config import RECIPES
+
 DEFAULT_MAX_POINTS = 20_000
 AXES = ("step", "epoch")
 # Accuracy series names as the chart legends show them.
 TRAIN_ACC = "train acc"
 TEST_ACC = "test acc"
 _NOT_METRICS = frozenset({"kind", "epoch", "step", "time", "acc"})
+# Per-epoch signals the recipes declare (`RecipeSpec.epoch_metrics`, e.g. the mode-collapse signal): the
+# loss chart draws them from the epoch records, at the epoch's step on the step axis.
+DECLARED_EPOCH_METRICS: tuple[str, ...] = tuple(dict.fromkeys(m for spec in RECIPES.values()
+                                                              for m in spec.epoch_metrics))
 
 
 class Series:
@@ -162,9 +168,15 @@ class RunCharts:
     `losses` names the loss chart's metrics (a recipe's `loss_metrics`); the accuracy chart holds the
     train accuracy (`acc` per window in step mode, `train_acc` per epoch in epoch mode) and `test_acc`.
     With `losses` empty (an unknown recipe), every numeric train field other than `acc` is a loss.
+    `epoch_metrics` are per-epoch signals (default: every recipe's declared ones) drawn on the loss chart
+    after the losses, once a run's epoch records carry them.
+    `probes` (a recipe without a classifier: `RecipeSpec.probe_metrics()`) go on the second chart in place
+    of the accuracies: train metrics per window / epoch mean, and per-epoch signals.
     """
 
     losses: tuple[str, ...] = ()
+    epoch_metrics: tuple[str, ...] = DECLARED_EPOCH_METRICS
+    probes: tuple[str, ...] = ()
     max_points: int = DEFAULT_MAX_POINTS
     loss_series: dict[str, dict[str, Series]] = field(default_factory=lambda: {a: {} for a in AXES})
     acc_series: dict[str, dict[str, Series]] = field(default_factory=lambda: {a: {} for a in AXES})
@@ -177,9 +189,17 @@ class RunCharts:
         self.records_seen = 0
 
     def loss_names(self) -> list[str]:
+        seen = set(self.loss_series["step"]) | set(self.loss_series["epoch"])
+        signals = [m for m in self.epoch_metrics if m in seen and m not in self.losses and m not in self.probes]
         if self.losses:
-            return list(self.losses)
-        return sorted(set(self.loss_series["step"]) | set(self.loss_series["epoch"]))
+            return [*self.losses, *signals]
+        return [*sorted(seen - set(signals)), *signals]
+
+    def second_names(self) -> list[str]:
+        """The second chart's series in order: the probes when the recipe has them, else the accuracies."""
+        if self.probes:
+            return list(self.probes)
+        return [TRAIN_ACC, TEST_ACC]
 
     def ingest(self, records: Iterable[Mapping[str, Any]]) -> int:
         """Fold records in; returns how many points were added (0: nothing to redraw)."""
@@ -208,6 +228,9 @@ class RunCharts:
                 added += self._series(self.loss_series, "step", name).append(step, rec[name])
         if "acc" in rec:
             added += self._series(self.acc_series, "step", TRAIN_ACC).append(step, rec["acc"])
+        for name in self.probes:
+            if _finite(rec.get(name)) is not None:
+                added += self._series(self.acc_series, "step", name).append(step, rec[name])
         return added
 
     def _epoch(self, rec: Mapping[str, Any]) -> int:
@@ -223,6 +246,16 @@ class RunCharts:
         if "test_acc" in rec:
             added += self._series(self.acc_series, "epoch", TEST_ACC).append(epoch, rec["test_acc"])
             added += self._series(self.acc_series, "step", TEST_ACC).append(step, rec["test_acc"])
+        for name in self.probes:
+            if name in self.epoch_metrics:
+                continue
+            if _finite(rec.get(f"mean_{name}")) is not None:
+                added += self._series(self.acc_series, "epoch", name).append(epoch, rec[f"mean_{name}"])
+        for name in self.epoch_metrics:
+            if _finite(rec.get(name)) is not None:
+                table = self.acc_series if name in self.probes else self.loss_series
+                added += self._series(table, "epoch", name).append(epoch, rec[name])
+                added += self._series(table, "step", name).append(step, rec[name])
         return added
 
 

@@ -68,7 +68,8 @@ def _check_dataset(v: str) -> str | None:
 COMMON: tuple[Field, ...] = (
     # data
     Field("dataset", "str", "synthetic", "data",
-          "synthetic | cifar10 | mnist | npz:PATH (see README)", check=_check_dataset),
+          "synthetic | synthetic28 | synthetic64 | cifar10 | mnist | npz:PATH | imagefolder:PATH (see README)",
+          check=_check_dataset),
     Field("data_root", "str", None, "data", "folder holding the torchvision data set files", optional=True),
     Field("download", "bool", False, "data", "let torchvision download the data set (online nodes only)"),
     Field("augment", "bool", True, "data", "random resized crop 0.7-1, flip, small colour jitter on train batches"),
@@ -118,6 +119,48 @@ ACGAN: tuple[Field, ...] = (
 )
 
 
+# --- the simpler GANs of the other course texts (001 MLP GAN, 003 Lab 5, 004 DCGAN) --------------
+
+def _n_z() -> Field:
+    return Field("n_z", "int", 100, "model", "generator noise size (the texts: 100)", min=1, max=100000)
+
+
+def _samples(n: int, text: str) -> Field:
+    return Field("samples", "int", n, "run", f"fixed noise vectors rendered to samples/epoch_NNN.png every epoch "
+                 f"({text}: {n})", min=1, max=400)
+
+
+MLP_GAN: tuple[Field, ...] = (
+    Field("width", "int", 300, "model", "hidden units: G 100-width-784, D 784-width-width/3-1 (001: 300)",
+          min=3, max=65536),
+    _n_z(),
+    Field("leaky_slope", "float", 0.2, "model", "LeakyReLU negative slope in G and D (001: 0.2)", min=0.0, max=1.0),
+    _samples(16, "001"),
+)
+
+LAB5_GAN: tuple[Field, ...] = (
+    Field("width", "int", 256, "model", "G hidden layers width, 2*width, 4*width; D the reverse (003: 256)",
+          min=1, max=65536),
+    _n_z(),
+    Field("leaky_slope", "float", 0.2, "model", "LeakyReLU negative slope in G and D", min=0.0, max=1.0),
+    Field("classes", "ints", [], "data", "train only on these labels, e.g. 8 (003: start with one digit); "
+          "empty: all", min=0, max=100000),
+    _samples(64, "8x8 grid"),
+)
+
+DCGAN: tuple[Field, ...] = (
+    Field("width", "int", 64, "model", "ngf = ndf: G channels 8w-4w-2w-w, D w-2w-4w-8w (004: 64)",
+          min=1, max=4096),
+    _n_z(),
+    Field("leaky_slope", "float", 0.2, "model", "LeakyReLU negative slope in D (004: 0.2)", min=0.0, max=1.0),
+    _samples(64, "004"),
+)
+
+BCE_GAN_METRICS = ("d_loss", "g_loss", "d_real", "d_fake")
+BCE_LOSSES = ("d_loss", "g_loss")  # the rest (D(x), D(G(z)): probabilities) share a chart with the signals
+DCGAN_METRICS = (*BCE_GAN_METRICS, "d_fake_after")
+
+
 @dataclass(frozen=True)
 class RecipeSpec:
     """A recipe: its fields with the seed's defaults, the module that trains it, the metrics it logs."""
@@ -131,6 +174,21 @@ class RecipeSpec:
     loss_metrics: tuple[str, ...]  # the subset drawn as the "losses" chart
     has_generator: bool
     check: Callable[[dict[str, Any]], str | None] | None = None
+    # per-epoch signals the epoch record carries as top-level fields (e.g. the mode-collapse signal);
+    # the run screen's loss chart draws them next to `loss_metrics`
+    epoch_metrics: tuple[str, ...] = ()
+
+    @property
+    def has_classifier(self) -> bool:
+        """Logs accuracies (`acc`, test_acc); a GAN without a class head does not."""
+        return "acc" in self.train_metrics
+
+    def probe_metrics(self) -> tuple[str, ...]:
+        """What a recipe without a classifier draws where the accuracies would be: its train metrics that are
+        not losses (D(x), D(G(z)) as probabilities) and its per-epoch signals, all on a 0-1 scale."""
+        if self.has_classifier:
+            return ()
+        return (*[m for m in self.train_metrics if m not in self.loss_metrics], *self.epoch_metrics)
 
     def all_fields(self) -> dict[str, Field]:
         out: dict[str, Field] = {f.name: f for f in COMMON}
@@ -155,6 +213,13 @@ def _check_baseline(cfg: dict[str, Any]) -> str | None:
         return f"lr_drop_epochs ({len(drops)} entries) and lr_drop_factors ({len(factors)}) must have equal length"
     if list(drops) != sorted(set(drops)):
         return "lr_drop_epochs must be strictly increasing"
+    return None
+
+
+def _check_lab5(cfg: dict[str, Any]) -> str | None:
+    classes = cfg["classes"]
+    if len(set(classes)) != len(classes):
+        return f"classes={classes} names a label twice"
     return None
 
 
@@ -187,6 +252,45 @@ RECIPES: dict[str, RecipeSpec] = {
         loss_metrics=("gp", "d_fake_source", "d_real_source", "d_real_class", "d_fake_class"),
         has_generator=True,
         check=_check_acgan,
+        epoch_metrics=("class_spread",),
+    ),
+    "mlp-gan": RecipeSpec(
+        name="mlp-gan",
+        summary="001's fully-connected MNIST GAN (G 100-300-784 sigmoid, D 784-300-100-1), BCE with logits",
+        module="engine.recipes.mlp_gan",
+        fields=MLP_GAN,
+        defaults={"epochs": 20, "lr": 2e-4, "betas": [0.5, 0.999], "batch_size": 100, "augment": False,
+                  "dataset": "synthetic28"},
+        train_metrics=BCE_GAN_METRICS,
+        loss_metrics=BCE_LOSSES,
+        has_generator=True,
+        epoch_metrics=("diversity",),
+    ),
+    "lab5-gan": RecipeSpec(
+        name="lab5-gan",
+        summary="003's Lab-5 GAN: LeakyReLU MLPs, G 256-512-1024 tanh, D 1024-512-256 sigmoid, BCE; classes=8 "
+                "for one digit",
+        module="engine.recipes.lab5_gan",
+        fields=LAB5_GAN,
+        defaults={"epochs": 200, "lr": 2e-4, "betas": [0.9, 0.999], "batch_size": 100, "augment": False,
+                  "dataset": "synthetic28"},
+        train_metrics=BCE_GAN_METRICS,
+        loss_metrics=BCE_LOSSES,
+        has_generator=True,
+        check=_check_lab5,
+        epoch_metrics=("diversity",),
+    ),
+    "dcgan": RecipeSpec(
+        name="dcgan",
+        summary="004's 64x64 DCGAN (convT/BatchNorm/ReLU G, conv/BatchNorm/LeakyReLU D, N(0, 0.02) init), BCE",
+        module="engine.recipes.dcgan",
+        fields=DCGAN,
+        defaults={"epochs": 5, "lr": 2e-4, "betas": [0.5, 0.999], "batch_size": 128, "augment": False,
+                  "dataset": "synthetic64"},
+        train_metrics=DCGAN_METRICS,
+        loss_metrics=BCE_LOSSES,
+        has_generator=True,
+        epoch_metrics=("diversity",),
     ),
 }
 
@@ -398,5 +502,7 @@ def default_run_name(cfg: Mapping[str, Any]) -> str:
     ds = str(cfg.get("dataset", "data"))
     if ds.startswith("npz:"):
         ds = re.sub(r"\.npz$", "", ds.rsplit("/", 1)[-1]) or "npz"
+    elif ds.startswith("imagefolder:"):
+        ds = ds[len("imagefolder:"):].rstrip("/").rsplit("/", 1)[-1] or "images"
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{cfg['recipe']}-{ds}").strip("-.")
     return slug[:64] or "run"

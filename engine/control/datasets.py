@@ -15,7 +15,15 @@ import numpy as np
 
 from engine.control.config import ConfigError
 
-BUILTIN = ("synthetic",)
+# the embedded shapes set in three shapes: CIFAR-like 3x32 (the seed's), MNIST-like 1x28, DCGAN-like 3x64
+SYNTHETIC_SHAPES: dict[str, tuple[int, int]] = {"synthetic": (3, 32), "synthetic28": (1, 28), "synthetic64": (3, 64)}
+BUILTIN = tuple(SYNTHETIC_SHAPES)
+SYNTHETIC_CLASS_COUNT = 10
+MNIST_CLASS_COUNT = 10
+CIFAR10_CLASS_COUNT = 10
+IMAGEFOLDER = "imagefolder:"
+# what `imagefolder:PATH` reads (Pillow decodes them); matched case-insensitively
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 TORCHVISION = ("cifar10", "mnist")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -32,18 +40,29 @@ def dataset_syntax_error(spec: str) -> str | None:
         return None
     if spec.startswith("npz:"):
         return None if spec[4:].strip() else "needs a path after 'npz:'"
-    kinds = ", ".join((*BUILTIN, *TORCHVISION, "npz:PATH"))
+    if spec.startswith(IMAGEFOLDER):
+        return None if spec[len(IMAGEFOLDER):].strip() else "needs a folder after 'imagefolder:'"
+    kinds = ", ".join((*BUILTIN, *TORCHVISION, "npz:PATH", "imagefolder:PATH"))
     return f"is not a known data source; use one of: {kinds}"
 
 
 def check_dataset_available(cfg: dict) -> None:
     """Raise ConfigError (one line) when the config's data cannot be read; cheap, no torch."""
     spec = cfg["dataset"]
+    classes = cfg.get("classes") or []
     if spec in BUILTIN:
+        _check_class_range(classes, SYNTHETIC_CLASS_COUNT, spec)
         return
     if spec.startswith("npz:"):
         check_npz(spec[4:])
+        if classes:
+            _check_npz_classes(spec[4:], classes)
         return
+    if spec.startswith(IMAGEFOLDER):
+        check_imagefolder(spec[len(IMAGEFOLDER):])
+        return
+    if spec in TORCHVISION:
+        _check_class_range(classes, MNIST_CLASS_COUNT if spec == "mnist" else CIFAR10_CLASS_COUNT, spec)
     root = cfg.get("data_root")
     if not root:
         raise ConfigError(f"dataset {spec} needs --data-root (the folder holding its files)")
@@ -107,3 +126,53 @@ def check_npz(path_text: str) -> dict[str, tuple[tuple[int, ...], str]]:
         raise ConfigError(f"npz file {path}: train images {info['x_train'][0][1:]} and test images "
                           f"{info['x_test'][0][1:]} differ in shape")
     return info
+
+
+def _check_class_range(classes: list[int], count: int, spec: str) -> None:
+    bad = [c for c in classes if c >= count]
+    if bad:
+        raise ConfigError(f"classes={classes}: dataset {spec} has labels 0..{count - 1}, not {bad[0]}")
+
+
+def _check_npz_classes(path_text: str, classes: list[int]) -> None:
+    """Every requested label must have training images (reads only y_train, a few KB)."""
+    path = Path(os.path.expanduser(path_text.strip()))
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            present = set(np.unique(z["y_train"]).tolist())
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise ConfigError(f"npz file {path} is unreadable: {type(e).__name__}: {e}") from None
+    missing = [c for c in classes if c not in present]
+    if missing:
+        raise ConfigError(f"classes={classes}: npz file {path} has no training images of label {missing[0]} "
+                          f"(labels present: {', '.join(str(c) for c in sorted(present))})")
+
+
+def is_image_file(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def image_files(root: Path) -> list[Path]:
+    """Every image file under `root` (recursive, following no symlinked folders), sorted by path."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(Path(dirpath) / f for f in filenames if is_image_file(f) and not f.startswith("."))
+    return sorted(found)
+
+
+def check_imagefolder(path_text: str) -> Path:
+    """The folder exists and holds at least one image file (by extension); decoding happens in the worker."""
+    path = Path(os.path.expanduser(path_text.strip()))
+    if not path.exists():
+        raise ConfigError(f"image folder {path} does not exist")
+    if not path.is_dir():
+        raise ConfigError(f"image folder {path} is not a folder")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise ConfigError(f"image folder {path} is not readable")
+    for _dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if any(is_image_file(f) and not f.startswith(".") for f in filenames):
+            return path
+    raise ConfigError(f"image folder {path} holds no images (looked recursively for "
+                      f"{', '.join(IMAGE_EXTENSIONS)})")

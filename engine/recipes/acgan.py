@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.imaging import save_grid
+from engine.mode_collapse import class_spread
 from engine.models import DConfig, Discriminator, GConfig, Generator
 from engine.recipes.base import Trainer
 
@@ -211,9 +212,24 @@ class ACGANTrainer(Trainer):
         self.G.train()
         return images
 
+    def epoch_signals(self) -> dict[str, float]:
+        """`class_spread`: how evenly D's fc10 spreads the fixed sample grid over the classes (mode collapse).
+
+        The grid asks for every class equally often, so 1.0 is the healthy value; the images are kept for
+        the grid that on_epoch_end writes next.
+        """
+        self._grid_images = self.sample_grid()
+        self.D.eval()
+        with torch.no_grad(), self.rt.autocast():
+            _, logits = self.D(self.rt.prepare_input(self._grid_images))
+        self.D.train()
+        return {"class_spread": class_spread(logits.float(), self.data.num_classes)}
+
     def on_epoch_end(self, epoch: int) -> None:
         path = self.samples_dir / f"epoch_{epoch:03d}.png"
-        save_grid(self.sample_grid(), path, nrow=10)
+        images = getattr(self, "_grid_images", None)
+        self._grid_images = None
+        save_grid(images if images is not None else self.sample_grid(), path, nrow=10)
         self.artifact(path, "samples", epoch)
 
     def extra_state(self) -> dict[str, Any]:

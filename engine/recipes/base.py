@@ -25,7 +25,7 @@ from torch import nn
 
 from engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from engine.control.config import RecipeSpec, recipe_spec
-from engine.data import DeviceData, conform, load_splits
+from engine.data import DeviceData, Splits, conform, load_splits
 from engine.device import Runtime, make_generator, setup_runtime
 from engine.metrics import MetricsWriter
 
@@ -44,6 +44,8 @@ class Trainer:
     spec: RecipeSpec
     input_channels: int | None = 3  # what the models take; data is conformed to it
     input_size: int | None = 32
+    # False for GANs without a classifier head: their epoch records carry no test_acc
+    has_classifier: bool = True
     # torch.compile settings for compile=true (the benchmark overrides them to try others)
     compile_backend: str | Callable = "inductor"
     compile_mode: str | None = None
@@ -97,6 +99,14 @@ class Trainer:
     def on_epoch_end(self, epoch: int) -> None:
         """Per-epoch outputs (sample grids); default none."""
 
+    def epoch_signals(self) -> dict[str, float]:
+        """Per-epoch values for the epoch record (the mode-collapse signal: `spec.epoch_metrics`); default none."""
+        return {}
+
+    def select_data(self, splits: Splits) -> Splits:
+        """The recipe's view of the loaded data (e.g. a subset of labels) before it is conformed; default all."""
+        return splits
+
     def lr_for_epoch(self, epoch_index: int) -> float:
         return self.cfg["lr"]
 
@@ -114,8 +124,8 @@ class Trainer:
         if self.runtime_overrides:
             self.rt = dataclasses.replace(self.rt, **self.runtime_overrides)
         torch.manual_seed(cfg["seed"])
-        splits = load_splits(cfg["dataset"], cfg["data_root"], cfg["download"])
-        splits = conform(splits, self.input_channels, self.input_size)
+        splits = load_splits(cfg["dataset"], cfg["data_root"], cfg["download"], image_size=self.input_size)
+        splits = conform(self.select_data(splits), self.input_channels, self.input_size)
         self.data = DeviceData(splits, self.rt.device)
         self.steps_per_epoch = self.data.steps_per_epoch(cfg["batch_size"])  # DataError if < 1 batch
         # separate streams: data order + augmentation, and the recipe's noise draws
@@ -306,12 +316,15 @@ class Trainer:
         self.epoch += 1
         self.batch = 0
         self.order = None
-        test_acc = self.evaluate()
         train_acc = ep_means.get("acc", float("nan"))
-        rec = {"kind": "epoch", "epoch": self.epoch, "step": self.global_step, "train_acc": train_acc,
-               "test_acc": test_acc, "seconds": round(seconds, 3), "images_per_s": round(images_per_s, 1),
-               "lr": lr}
+        rec = {"kind": "epoch", "epoch": self.epoch, "step": self.global_step, "train_acc": train_acc}
+        if self.has_classifier:
+            rec["test_acc"] = self.evaluate()
+        else:  # a GAN without a classifier has no accuracy to report (absent, not null)
+            del rec["train_acc"]
+        rec.update({"seconds": round(seconds, 3), "images_per_s": round(images_per_s, 1), "lr": lr})
         rec.update({f"mean_{k}": v for k, v in ep_means.items() if k != "acc"})
+        rec.update(self.epoch_signals())
         self.metrics.write(rec)
         self._print_row(rec, ep_means)
         self.on_epoch_end(self.epoch)
@@ -457,12 +470,16 @@ class Trainer:
     def _columns(self) -> list[str]:
         return [m for m in self.metric_names if m != "acc"]
 
+    def _acc_columns(self) -> list[str]:
+        return ["train_acc", "test_acc"] if self.has_classifier else []
+
     def _print_header(self) -> None:
-        cols = ["epoch", *self._columns(), "train_acc", "test_acc", "seconds", "img/s"]
+        cols = ["epoch", *self._columns(), *self._acc_columns(), *self.spec.epoch_metrics, "seconds", "img/s"]
         self.log("  ".join(f"{c:>13}" for c in cols))
 
     def _print_row(self, rec: dict[str, Any], means: dict[str, float]) -> None:
-        vals = [rec["epoch"], *[means[c] for c in self._columns()], rec["train_acc"], rec["test_acc"],
+        vals = [rec["epoch"], *[means[c] for c in self._columns()],
+                *[rec.get(c, float("nan")) for c in (*self._acc_columns(), *self.spec.epoch_metrics)],
                 rec["seconds"], rec["images_per_s"]]
         self.log("  ".join(f"{v:>13.4f}" if isinstance(v, float) else f"{v:>13}" for v in vals))
         sys.stdout.flush()

@@ -1,7 +1,8 @@
 """`curves`: PNG plots of a run's metrics.jsonl: the loss terms, the generator terms and the accuracies.
 
-Which series to draw comes from the recipe's declaration (`RECIPES[recipe].loss_metrics` and
-`train_metrics`), so a new recipe gets its plots without a change here. The x axis is in epochs
+Which series to draw comes from the recipe's declaration (`RECIPES[recipe].loss_metrics`,
+`train_metrics` and `epoch_metrics`), so a new recipe gets its plots without a change here; a recipe
+without a classifier gets no accuracy plot. The x axis is in epochs
 (train windows at step / steps_per_epoch); a resumed run logs some steps twice and the later record wins.
 """
 
@@ -20,7 +21,9 @@ LABELS = {  # the course's names for the GAN terms (its loss1..loss5)
     "gp": "gradient penalty (loss1)", "d_fake_source": "D fake source (loss2)",
     "d_real_source": "D real source (loss3)", "d_real_class": "D real class (loss4)",
     "d_fake_class": "D fake class (loss5)", "gen_source": "G source", "gen_class": "G class",
-    "loss": "cross-entropy",
+    "loss": "cross-entropy", "class_spread": "class spread of the fixed samples (1: every class)",
+    "diversity": "sample diversity (pairwise distance / real)", "d_real": "D(x)", "d_fake": "D(G(z))",
+    "d_fake_after": "D(G(z)) after the D step",
 }
 
 
@@ -83,8 +86,17 @@ def run(job: Job) -> dict[str, Any]:
                                job, "loss curves")
     gen = [m for m in spec.train_metrics if m not in spec.loss_metrics and m != "acc"]
     if gen:
-        result["generator"] = _panels(train, gen, spe, f"{name}: generator terms", job.path("generator.png"),
-                                      job, "generator loss curves")
+        what = "generator terms" if all(m.startswith("gen_") for m in gen) else "discriminator outputs"
+        result["generator"] = _panels(train, gen, spe, f"{name}: {what}", job.path("generator.png"),
+                                      job, f"{what} curves")
+    signals = [m for m in spec.epoch_metrics if any(r.get(m) is not None for r in epochs.values())]
+    if signals:  # per-epoch signals (the mode-collapse signal), one point per epoch
+        per_epoch = {e * spe if spe else e: r for e, r in epochs.items()}
+        result["signals"] = _panels(per_epoch, signals, spe, f"{name}: per-epoch signals",
+                                    job.path("signals.png"), job, "per-epoch signal curves")
+    has_acc = "acc" in spec.train_metrics or any(r.get("test_acc") is not None for r in epochs.values())
+    if not has_acc:  # a GAN without a classifier (mlp-gan, dcgan...): no accuracy to plot
+        return result
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = sorted(train)
     if "acc" in spec.train_metrics:

@@ -59,14 +59,17 @@ def run(job: Job) -> dict[str, Any]:
             raise JobFailed(f"{grids[e]} is not a readable PNG ({err})") from None
     ncols = min(3, len(panels))
     nrows = (len(panels) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 4.5 * nrows + 0.4), squeeze=False,
-                             layout="constrained")
+    aspect = panels[0].shape[0] / panels[0].shape[1]  # a 2x8 grid is wide and short, a 10x10 one square
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, (4.2 * aspect + 0.4) * nrows + 0.4),
+                             squeeze=False, layout="constrained")
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(panels):
             ax.imshow(panels[i], interpolation="nearest")
             ax.set_title(f"epoch {epochs[i]}", fontsize=13)
-    fig.suptitle(f"{job.run_dir.name}: fixed-noise samples (one column per class)", fontsize=12)
+    recipe = read_config(job.run_dir).get("recipe")
+    per_class = " (one column per class)" if recipe == "acgan-wgangp" else ""
+    fig.suptitle(f"{job.run_dir.name}: fixed-noise samples{per_class}", fontsize=12)
     path = job.path("progression.png")
     save_figure(fig, path, dpi=110)
     job.artifact(path, "training progression")

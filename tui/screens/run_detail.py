@@ -109,7 +109,7 @@ class RunScreen(RunActions, GanmgrScreen[None]):
         self.run = run
         spec = RECIPES.get(run.recipe)
         self.loss_names: tuple[str, ...] = spec.loss_metrics if spec else ()
-        self.charts_data = RunCharts(losses=self.loss_names)
+        self.charts_data = RunCharts(losses=self.loss_names, probes=spec.probe_metrics() if spec else ())
         self.axis = "step"
         self.smooth = False
         self._dirty = True
@@ -133,7 +133,8 @@ class RunScreen(RunActions, GanmgrScreen[None]):
         with Horizontal(id="run-body"):
             with Vertical(id="run-charts"):
                 yield MetricChart("losses", id="loss-chart")
-                yield MetricChart("accuracy %", id="acc-chart")
+                second = "D outputs & signals" if self.charts_data.probes else "accuracy %"
+                yield MetricChart(second, id="acc-chart")
             with Vertical(id="run-side"):
                 yield QuietStatic(id="run-info")
                 yield ImagePanel(id="run-images")
@@ -273,8 +274,8 @@ class RunScreen(RunActions, GanmgrScreen[None]):
             data.loss_series[self.axis], order=data.loss_names(), xlabel=self.axis, smooth=self.smooth,
             note=note)
         self.query_one("#acc-chart", MetricChart).draw(
-            data.acc_series[self.axis], order=[TRAIN_ACC, TEST_ACC], xlabel=self.axis, smooth=self.smooth,
-            colors=ACC_COLORS)
+            data.acc_series[self.axis], order=data.second_names(), xlabel=self.axis, smooth=self.smooth,
+            colors=None if data.probes else ACC_COLORS)
 
     def _render_run(self) -> None:
         r = self.run
@@ -303,7 +304,7 @@ class RunScreen(RunActions, GanmgrScreen[None]):
     def _jobs_text(self) -> Text:
         t = Text()
         for j in self.jobs[-JOB_LINES:]:
-            t.append(f"#{j.id} {j.kind:<12} ", style="bold" if j.is_active else "")
+            t.append(f"#{j.id:<3} {j.kind:<12} ", style="bold" if j.is_active else "")
             t.append_text(status_text(j.status, cancelling=j.cancel_requested))
             if j.status == "running" and j.progress is not None:
                 t.append(f" {j.progress * 100:3.0f}%")

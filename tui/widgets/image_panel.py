@@ -27,6 +27,7 @@ from textual.widgets import Static
 from tui.follow import sample_epoch
 
 IMAGE_KINDS = ("auto", "sixel", "tgp", "halfcell", "unicode")
+CELL_ASPECT = 2.0  # a terminal cell's height / width
 
 
 def choose_image_kind(env: dict[str, str] | None = None, is_tty: bool | None = None) -> str:
@@ -126,6 +127,7 @@ class ImagePanel(Vertical):
         self.paths: list[str] = []
         self.index: int = -1
         self.wanted: str | None = None  # a file to show as soon as it is listed (a job's output)
+        self._aspect: float | None = None  # height / width of the shown image
         self.border_title = "images"
 
     def compose(self) -> ComposeResult:
@@ -196,7 +198,31 @@ class ImagePanel(Vertical):
             "visualization" if rel.startswith("viz/") else "image")
         caption.update(f"{rel}  ({self.index + 1}/{len(self.paths)})  ←/→")
         try:
-            view.image = load_image(path)  # type: ignore[attr-defined]
+            image = load_image(path)
         except (OSError, ValueError, SyntaxError) as e:  # gone, or not a PNG after all
             caption.update(f"{rel}: cannot show ({type(e).__name__})")
             view.image = None  # type: ignore[attr-defined]
+            return
+        self._aspect = image.height / max(image.width, 1)
+        self._fit()
+        view.image = image  # type: ignore[attr-defined]
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        """Size the view in cells to the image's aspect within the panel: a 2x8 sample grid stays wide and
+        short instead of being stretched to the panel's height (a cell is about twice as tall as wide)."""
+        if self._aspect is None:
+            return
+        avail_w, avail_h = self.content_size.width, self.content_size.height - 1  # the caption line
+        if avail_w <= 0 or avail_h <= 0:
+            return
+        w = avail_w
+        h = max(1, round(w * self._aspect / CELL_ASPECT))
+        if h > avail_h:
+            h = avail_h
+            w = max(1, min(avail_w, round(h * CELL_ASPECT / self._aspect)))
+        view = self.query_one(".image-view")
+        view.styles.width = w
+        view.styles.height = h
