@@ -153,8 +153,9 @@ def test_progression_and_curves_of_a_gan_run(runs, tmp_path):
     assert code == 0
     assert set(result["losses"]) == {"gp", "d_fake_source", "d_real_source", "d_real_class", "d_fake_class"}
     assert all(n > 0 for n in result["losses"].values()) and set(result["generator"]) == {"gen_source", "gen_class"}
+    assert result["signals"] == {"class_spread": 4}  # the mode-collapse signal, one point per epoch
     assert [r["path"] for r in records(tmp_path / "curves", "artifact")] == ["losses.png", "generator.png",
-                                                                           "accuracy.png"]
+                                                                           "signals.png", "accuracy.png"]
 
 
 def test_curves_of_a_baseline_run(runs, tmp_path):
@@ -271,8 +272,9 @@ def test_report_has_every_section_and_is_valid_self_contained_html(runs, tmp_pat
     assert {"html", "head", "body", "table", "img", "figure"} <= page.tags
     assert not {"script", "link", "iframe", "object"} & page.tags
     assert all(h.startswith("#") and h[1:] in page.ids for h in page.hrefs)
-    # 1 progression + 3 perturb + 2 max-class + 4 max-features + 2 quality + 5 curves
-    assert len(page.srcs) == 17
+    # 1 progression + 3 perturb + 2 max-class + 4 max-features + 2 quality + 6 curves (GAN: losses,
+    # generator, signals, accuracy; baseline: losses, accuracy)
+    assert len(page.srcs) == 18
     for src in page.srcs:
         assert src.startswith("data:image/png;base64,")
         with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
