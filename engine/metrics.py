@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +57,16 @@ class MetricsWriter:
         if not self._fh.closed:
             self._fh.flush()
             self._fh.close()
+
+    def end(self, status: str, error: str | None = None, *, who: str = "worker") -> None:
+        """Write the last record (`end`, fsync'd) and close. A full disk must not hide the real status in a
+        traceback: a failed write is one line on stderr, and the caller still exits with its code."""
+        rec: dict[str, Any] = {"kind": "end", "status": status, "time": time.time()}
+        if error:
+            rec["error"] = error
+        try:
+            self.write(rec)
+            self.sync()
+        except OSError as e:
+            print(f"{who}: could not write the end record: {e}", file=sys.stderr)
+        self.close()

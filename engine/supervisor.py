@@ -372,7 +372,8 @@ class VizJobs:
                    for j in store_runs.list_viz_jobs(self.home, status=("queued", "running")))
 
     def tick(self, settings: dict[str, Any], running: list[RunView]) -> None:
-        active = store_runs.list_viz_jobs(self.home, status="running")
+        jobs = store_runs.list_viz_jobs(self.home, status=("queued", "running"))
+        active = [j for j in jobs if j.status == "running"]
         self.adopt(active)
         by_id = {j.id: j for j in active}
         grace = cancel_grace_s(settings)
@@ -383,6 +384,8 @@ class VizJobs:
             self.poll(p, grace)
         slots = settings.get("viz_max_concurrent", 1)
         slots = slots if isinstance(slots, int) and not isinstance(slots, bool) and 1 <= slots <= 64 else 1
+        if not any(j.status == "queued" for j in jobs):
+            return  # no write transaction every tick while nothing waits
         while (job := store_runs.claim_next_viz(self.home, host=self.host, slots=slots)) is not None:
             self.spawn(job)
 

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import sys
-import time
 import traceback
 from pathlib import Path
 
@@ -54,15 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = MetricsWriter(run_dir / "metrics.jsonl")
 
     def end(status: str, code: int, error: str | None = None) -> int:
-        rec = {"kind": "end", "status": status, "time": time.time()}
-        if error:
-            rec["error"] = error
-        try:
-            metrics.write(rec)
-            metrics.sync()
-        except OSError as e:  # a full disk must not hide the real status in a traceback
-            print(f"worker: could not write the end record: {e}", file=sys.stderr)
-        metrics.close()
+        metrics.end(status, error, who="worker")
         return code
 
     try:

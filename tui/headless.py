@@ -22,6 +22,7 @@ from rich.table import Table
 from engine.control.config import recipe_spec
 from engine.control.launcher import spawn_worker
 from engine.control.procs import process_start_token
+from engine.control.reconcile import record_artifact_records
 from engine.control.submit import create_run
 from store import runs as store_runs
 from store.errors import StoreError
@@ -173,13 +174,7 @@ def finish(console: Console, home: Path, view, proc, follower: RunFollower, tail
            *, interrupted: bool) -> int:
     rc = proc.wait()
     store_runs.update_progress(home, view.id, **_row_fields(follower, tail))
-    for rec in follower.artifacts:  # the run screen's file list and `ganmgr show` read them from the store
-        epoch = rec.get("epoch")
-        try:
-            store_runs.add_artifact(home, view.id, str(rec.get("what") or "file"), str(rec.get("path")),
-                                    epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None)
-        except StoreError:
-            continue
+    record_artifact_records(home, view.id, follower.artifacts)
     end = follower.end
     sig = -rc if rc < 0 else None
     if end is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from engine.control.viz_spec import describe_kinds
 from store import runs as store_runs
+from store.db import db_path
 from store.views import VizJobView
 from tui.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CliError, shown
 
@@ -70,7 +71,7 @@ def cmd_jobs(args: argparse.Namespace, home: Path) -> int:
 
 
 def _list_jobs(home: Path, run_id: int | None, *, as_json: bool) -> int:
-    jobs = store_runs.list_viz_jobs(home, run_id=run_id) if store_runs_exists(home) else []
+    jobs = store_runs.list_viz_jobs(home, run_id=run_id) if db_path(home).exists() else []
     if as_json:
         print(json.dumps([j.to_dict() for j in jobs], allow_nan=False))
         return EXIT_OK
@@ -81,12 +82,6 @@ def _list_jobs(home: Path, run_id: int | None, *, as_json: bool) -> int:
     for j in jobs:
         print(f"{j.id:>4}  {j.run_id:>4}  {j.kind:<13}{j.status:<11}{_secs(j.duration_s):>7}  {job_summary(j)}")
     return EXIT_OK
-
-
-def store_runs_exists(home: Path) -> bool:
-    from store.db import db_path
-
-    return db_path(home).exists()
 
 
 def job_summary(j: VizJobView) -> str:

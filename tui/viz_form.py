@@ -32,21 +32,9 @@ def param_text(value: Any) -> str:
 
 def kinds_for(run: RunView) -> list[str]:
     """Every kind, the ones that cannot read this run left out (a baseline run has no generator)."""
-    from engine.control.config import RECIPES
+    from engine.control.viz_jobs import recipe_refusal
 
-    spec = RECIPES.get(run.recipe)
-    has_g = bool(spec and spec.has_generator)
-    seed_models = run.recipe in ("baseline", "acgan-wgangp")
-    out = []
-    for name, kind in VIZ_KINDS.items():
-        if kind.needs_generator and not has_g:
-            continue
-        if kind.needs_checkpoint and not seed_models:
-            continue
-        if kind.needs_checkpoint and kind.needs_generator and run.recipe != "acgan-wgangp":
-            continue
-        out.append(name)
-    return out
+    return [name for name in VIZ_KINDS if recipe_refusal(run.recipe, name) is None]
 
 
 def checkpoints_for(run: RunView) -> list[tuple[str, str]]:

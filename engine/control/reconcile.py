@@ -97,10 +97,15 @@ def final_fold(home: Path, run: RunView) -> ProgressFold:
 
 
 def record_artifacts(home: Path, run_id: int, fold: ProgressFold) -> None:
-    for rec in fold.take_artifacts():
+    record_artifact_records(home, run_id, fold.take_artifacts())
+
+
+def record_artifact_records(home: Path, run_id: int, records: list[dict[str, Any]]) -> None:
+    """`artifact` records of metrics.jsonl into the store (the run screen's file list, `show`)."""
+    for rec in records:
         epoch = rec.get("epoch")
         try:
-            store_runs.add_artifact(home, run_id, str(rec.get("what") or "file"), rec["path"],
+            store_runs.add_artifact(home, run_id, str(rec.get("what") or "file"), str(rec.get("path")),
                                     epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None)
         except StoreError:
             continue  # a path the store refuses (outside the run folder) is not recorded

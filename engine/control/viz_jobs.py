@@ -59,17 +59,26 @@ def _run(home: Path, run_id: int, what: str) -> RunView:
     return run
 
 
-def check_run_for_kind(run: RunView, kind: str, checkpoint: str) -> None:
-    """Refuse a run the kind cannot read, with what to pick instead."""
+def recipe_refusal(recipe: str, kind: str) -> str | None:
+    """Why `kind` cannot read a run of `recipe` (None: it can). The one rule behind `submit_viz` and the
+    TUI launcher's list of kinds."""
     spec = viz_kind(kind)
-    recipe = RECIPES.get(run.recipe)
-    if spec.needs_generator and not (recipe is not None and recipe.has_generator):
-        raise SubmitError(f"{kind} needs a GAN run; run {run.id} is a {run.recipe} run with no generator")
+    r = RECIPES.get(recipe)
+    if spec.needs_generator and not (r is not None and r.has_generator):
+        return f"{kind} needs a GAN run; this is a {recipe} run with no generator"
     if spec.needs_checkpoint:
         allowed = CONDITIONAL_GAN_RECIPES if spec.needs_generator else SEED_MODEL_RECIPES
-        if run.recipe not in allowed:
-            raise SubmitError(f"{kind} reads the seed's models; run {run.id} is a {run.recipe} run "
-                              f"(it works on {' and '.join(allowed)} runs)")
+        if recipe not in allowed:
+            return f"{kind} reads the seed's models; this is a {recipe} run (it works on {' and '.join(allowed)} runs)"
+    return None
+
+
+def check_run_for_kind(run: RunView, kind: str, checkpoint: str) -> None:
+    """Refuse a run the kind cannot read, with what to pick instead."""
+    why = recipe_refusal(run.recipe, kind)
+    if why is not None:
+        raise SubmitError(f"run {run.id}: {why}")
+    if viz_kind(kind).needs_checkpoint:
         if not (Path(run.run_dir or "") / checkpoint).is_file():
             raise SubmitError(missing_checkpoint_message(Path(run.run_dir or ""), checkpoint))
     elif kind not in LIVE_OK and run.status != "completed":
@@ -207,14 +216,13 @@ def viz_outcome(fold: VizFold, *, returncode: int | None, cancel_requested: bool
     """Terminal fields for set_viz_status: the job's own end record wins, as for training runs."""
     oc = outcome(fold.end, returncode=returncode, cancel_requested=cancel_requested, killed_by_us=killed_by_us,
                  log_path=job_dir / "log.txt" if job_dir else None)
+    seconds = fold.result.get("seconds") if fold.result else None
     if oc.status == "completed":
-        message = "completed"
-        if fold.result and isinstance(fold.result.get("seconds"), (int, float)):
-            message = f"completed in {fold.result['seconds']:.1f} s"
+        message = f"completed in {seconds:.1f} s" if isinstance(seconds, (int, float)) else "completed"
+    elif oc.status == "cancelled" or not (oc.error or "").strip():
+        message = oc.status
     else:
-        message = f"{oc.status}: {(oc.error or '').strip().splitlines()[0] if oc.error else oc.status}"
-    if oc.status == "cancelled":
-        message = "cancelled"
+        message = f"{oc.status}: {oc.error.strip().splitlines()[0]}"
     return {"status": oc.status, "error": oc.error, "exit_code": oc.exit_code, "message": message[:300],
             "outputs": fold.outputs, "progress": 1.0 if oc.status == "completed" else fold.progress}
 

@@ -65,15 +65,7 @@ def _main(argv: list[str] | None) -> int:
     metrics = MetricsWriter(job_dir / METRICS_FILE)
 
     def end(status: str, code: int, error: str | None = None) -> int:
-        rec = {"kind": "end", "status": status, "time": time.time()}
-        if error:
-            rec["error"] = error
-        try:
-            metrics.write(rec)
-            metrics.sync()
-        except OSError as e:
-            print(f"viz: could not write the end record: {e}", file=sys.stderr)
-        metrics.close()
+        metrics.end(status, error, who="viz")
         return code
 
     try:
