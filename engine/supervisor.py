@@ -7,7 +7,8 @@ their terminal status, then starts queued runs while slots are free. It is torch
 that the store and the run folders do not: kill it at any moment and the next one carries on.
 
 Job kinds are pluggable (`JobKind`): `RunJobs` drives training runs, `VizJobs` visualization jobs
-(`python -m engine.viz JOB_DIR`, claimed through `store.runs.claim_next_viz` in their own slots).
+(`python -m engine.viz JOB_DIR`, claimed through `store.runs.claim_next_viz` in their own slots), and
+`SlurmJobs` (engine/slurm_jobs.py) runs on the Slurm backend: submitted with sbatch, polled, resubmitted.
 
 SIGTERM/SIGINT make the supervisor exit at once and leave its workers running: they lead their own
 sessions, and the next supervisor adopts them. Log: HOME/supervisor.log (stdout/stderr, see launcher).
@@ -244,19 +245,10 @@ class RunJobs:
             self.flush(w)
 
     def follow(self, w: Worker) -> None:
-        for rec in w.tail.read_new():
-            w.fold.fold(rec)
-        if w.fold.artifacts:
-            record_artifacts(self.home, w.run_id, w.fold)
+        follow_metrics(self.home, w.run_id, w.tail, w.fold)
 
     def flush(self, w: Worker) -> None:
-        fields = dict(w.fold.fields)
-        fields["metrics_offset"] = w.tail.offset
-        try:
-            store_runs.update_progress(self.home, w.run_id, **fields)
-        except StoreError as e:
-            log(f"run {w.run_id}: progress not recorded: {e}")
-        w.fold.dirty = False
+        flush_progress(self.home, w.run_id, w.tail, w.fold)
         w.last_flush = time.monotonic()
 
     def enforce_cancel(self, w: Worker, grace: float) -> None:
@@ -279,12 +271,7 @@ class RunJobs:
         return process_exit(w.proc, w.pid, w.token, f"run {w.run_id}")
 
     def finish(self, w: Worker, returncode: int | None) -> None:
-        self.follow(w)  # whatever the worker wrote last
-        for _ in range(100):  # a long backlog is read in 1 MiB slices
-            before = w.tail.offset
-            self.follow(w)
-            if w.tail.offset == before:
-                break
+        drain_metrics(self.home, w.run_id, w.tail, w.fold)  # whatever the worker wrote last
         del self.workers[w.run_id]
         row = store_runs.get_run(self.home, w.run_id)
         if row is None or row.status != "running":
@@ -309,6 +296,35 @@ class RunJobs:
             if w.fold.dirty:
                 self.flush(w)
         self.workers.clear()
+
+
+def follow_metrics(home: Path, run_id: int, tail: MetricsTail, fold: ProgressFold) -> None:
+    """Fold the records a worker appended to metrics.jsonl since the last look (artifacts recorded)."""
+    for rec in tail.read_new():
+        fold.fold(rec)
+    if fold.artifacts:
+        record_artifacts(home, run_id, fold)
+
+
+def drain_metrics(home: Path, run_id: int, tail: MetricsTail, fold: ProgressFold) -> None:
+    """Everything left in metrics.jsonl (a long backlog is read in 1 MiB slices)."""
+    follow_metrics(home, run_id, tail, fold)
+    for _ in range(100):
+        before = tail.offset
+        follow_metrics(home, run_id, tail, fold)
+        if tail.offset == before:
+            break
+
+
+def flush_progress(home: Path, run_id: int, tail: MetricsTail, fold: ProgressFold) -> None:
+    """The folded progress and the byte offset into the row (a restarted supervisor resumes from it)."""
+    fields = dict(fold.fields)
+    fields["metrics_offset"] = tail.offset
+    try:
+        store_runs.update_progress(home, run_id, **fields)
+    except StoreError as e:
+        log(f"run {run_id}: progress not recorded: {e}")
+    fold.dirty = False
 
 
 def process_exit(proc: subprocess.Popen | None, pid: int, token: str | None, label: str) -> tuple[int | None, bool]:
@@ -488,7 +504,10 @@ class Supervisor:
         self.host = socket.gethostname()
         self.runs = RunJobs(home, self.host)
         self.viz = VizJobs(home, self.host)
-        self.kinds: list[JobKind] = [self.runs, self.viz]
+        from engine.slurm_jobs import SlurmJobs  # here: engine.slurm_jobs imports this module's helpers
+
+        self.slurm = SlurmJobs(home, self.host)
+        self.kinds: list[JobKind] = [self.runs, self.viz, self.slurm]
         self.stopping = False
 
     def serve(self) -> int:
@@ -522,6 +541,7 @@ class Supervisor:
                 self._sleep()
             self.runs.stop_tracking()
             self.viz.stop_tracking()
+            self.slurm.stop_tracking()
             log("stopping on a signal; the workers keep running and the next supervisor adopts them")
             return 0
         finally:

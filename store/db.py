@@ -63,9 +63,29 @@ def _migration_v2(conn: Connection) -> None:
         conn.exec_driver_sql(ddl)
 
 
+def _migration_v3(conn: Connection) -> None:
+    """Version 3: runs on a cluster backend (Slurm). A run records its backend and options, the cluster job
+    of its current segment (and an array task's own raw id, which `sacct -c` needs after a supervisor
+    restart), the cluster's state and reason for the table, its segment count and limit, when the current
+    segment was submitted (the `end` record of an older segment must not settle it) and its sweep."""
+    for ddl in (
+        "ALTER TABLE runs ADD COLUMN backend VARCHAR NOT NULL DEFAULT 'local'",
+        "ALTER TABLE runs ADD COLUMN backend_options_json VARCHAR",
+        "ALTER TABLE runs ADD COLUMN cluster_job_id VARCHAR",
+        "ALTER TABLE runs ADD COLUMN cluster_raw_id VARCHAR",
+        "ALTER TABLE runs ADD COLUMN cluster_state VARCHAR",
+        "ALTER TABLE runs ADD COLUMN cluster_reason VARCHAR",
+        "ALTER TABLE runs ADD COLUMN segments INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN max_segments INTEGER",
+        "ALTER TABLE runs ADD COLUMN segment_started_at FLOAT",
+        "ALTER TABLE runs ADD COLUMN sweep VARCHAR",
+    ):
+        conn.exec_driver_sql(ddl)
+
+
 # Applied forward in order; MIGRATIONS[i] takes the schema from version i to version i + 1.
 # Append only: a released migration is never edited, and `store.tables` changes come with a new entry.
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_v1, _migration_v2]
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_v1, _migration_v2, _migration_v3]
 
 
 def db_path(home: Path) -> Path:
@@ -175,6 +195,11 @@ def _ensure_files(path: Path) -> None:
             os.chmod(home, 0o700)  # mkdir's mode is filtered by the umask
     if not home.is_dir():
         raise StoreError(f"runs home {home} is not a directory")
+    from store.netfs import network_fs_problem
+
+    why = network_fs_problem(path)  # SQLite's locks are unreliable on NFS/Lustre: refuse, saying why
+    if why:
+        raise StoreError(why)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

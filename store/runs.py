@@ -42,7 +42,11 @@ __all__ = [
     "add_artifact",
     "add_tags",
     "claim_next",
+    "claim_next_slurm",
     "claim_next_viz",
+    "add_event",
+    "record_submission",
+    "update_cluster_state",
     "create_run",
     "create_viz_job",
     "delete_run",
@@ -71,7 +75,8 @@ __all__ = [
     "update_progress",
 ]
 
-MANAGERS = ("supervisor", "headless")
+MANAGERS = ("supervisor", "headless", "slurm")
+BACKENDS = ("local", "slurm")
 PARENT_RELATIONS = ("resume", "fork")
 # Columns update_progress may touch: the supervisor's 1-20 Hz fold of metrics.jsonl into the row.
 PROGRESS_FIELDS = frozenset(
@@ -102,6 +107,8 @@ _STATUS_FIELDS = frozenset(
         "exit_code",
         "signal",
         "cancel_requested",
+        "cluster_state",
+        "cluster_reason",
     }
     | PROGRESS_FIELDS
 )
@@ -163,6 +170,10 @@ def create_run(
     status: str = "queued",
     kind: str = "train",
     prepare: Callable[[RunView], str] | None = None,
+    backend: str = "local",
+    backend_options: dict[str, Any] | None = None,
+    max_segments: int | None = None,
+    sweep: str | None = None,
 ) -> RunView:
     """Insert a run; `prepare(view)` runs inside the same write transaction and returns the run directory.
 
@@ -185,6 +196,15 @@ def create_run(
     if parent_epoch is not None:
         _check_int(parent_epoch, "parent_epoch", lo=0)
     notes = _check_notes(notes)
+    if backend not in BACKENDS:
+        raise StoreError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if (backend == "slurm") != (managed_by == "slurm"):
+        raise StoreError("a run on the slurm backend is managed_by 'slurm', and only such a run")
+    if max_segments is not None:
+        _check_int(max_segments, "max_segments", lo=1)
+    if sweep is not None:
+        _check_text(sweep, "sweep", 64)
+    options_json = None if backend_options is None else _dumps(backend_options, "backend options", dict)
     config_json = _dumps(config, "config", dict)
     stored_tags = join_tags(normalize_tags(tags))
     now = time.time()
@@ -209,6 +229,10 @@ def create_run(
             parent_epoch=parent_epoch,
             git_commit=git_commit,
             managed_by=managed_by,
+            backend=backend,
+            backend_options_json=options_json,
+            max_segments=max_segments,
+            sweep=sweep,
         )
         if status == "running":
             row.started_at = now
@@ -252,6 +276,8 @@ def list_runs(
     status: str | Iterable[str] | None = None,
     recipe: str | None = None,
     tag: str | None = None,
+    sweep: str | None = None,
+    backend: str | None = None,
     text: str | None = None,
     limit: int | None = None,
     order: str = "id",
@@ -266,6 +292,10 @@ def list_runs(
         q = q.where(col(Run.status).in_(statuses))
     if recipe is not None:
         q = q.where(Run.recipe == recipe)
+    if sweep is not None:
+        q = q.where(Run.sweep == sweep)
+    if backend is not None:
+        q = q.where(Run.backend == backend)
     if tag is not None:
         wanted = normalize_tags([tag])
         if len(wanted) != 1:
@@ -328,6 +358,71 @@ def claim_next(home: Path, *, host: str, slots: int) -> RunView | None:
         assert row.id is not None
         _event(s, row.id, "running", f"claimed by the supervisor on {host}", now)
         return RunView.from_row(row)
+
+
+def claim_next_slurm(home: Path, *, host: str, sweep: str | None = None) -> RunView | None:
+    """Atomically take the next queued Slurm run that has no cluster job yet (the cluster schedules it,
+    so no slot limit applies here); with `sweep`, the next of that sweep only (one job array). It becomes
+    `running` with cluster state SUBMITTING until sbatch answers; a second supervisor can never submit it
+    twice."""
+    with write_session(home) as s:
+        q = select(Run).where(Run.status == "queued", Run.managed_by == "slurm", col(Run.cluster_job_id).is_(None))
+        if sweep is not None:
+            q = q.where(Run.sweep == sweep)
+        row = s.exec(q.order_by(col(Run.priority).desc(), col(Run.id).asc()).limit(1)).first()
+        if row is None:
+            return None
+        now = time.time()
+        row.status = "running"
+        row.started_at = row.started_at or now
+        row.updated_at = now
+        row.host = host
+        row.cluster_state = "SUBMITTING"
+        assert row.id is not None
+        _event(s, row.id, "running", f"claimed for submission to Slurm by the supervisor on {host}", now)
+        return RunView.from_row(row)
+
+
+def record_submission(home: Path, run_id: int, job_id: str, *, message: str, raw_id: str | None = None) -> RunView:
+    """A new cluster job for the run (its next segment): job id, segment count, PENDING; a history line."""
+    _check_text(job_id, "job id", 64)
+    now = time.time()
+    with write_session(home) as s:
+        row = _get_run(s, run_id)
+        if row.status in TERMINAL_STATUSES:
+            raise StoreError(f"run {run_id} is already {row.status}")
+        row.cluster_job_id = job_id
+        row.cluster_raw_id = raw_id
+        row.cluster_state = "PENDING"
+        row.cluster_reason = None
+        row.segments = (row.segments or 0) + 1
+        row.segment_started_at = now
+        row.pid = None
+        row.pid_start = None
+        row.updated_at = now
+        _event(s, run_id, "running", message, now)
+        return RunView.from_row(row)
+
+
+def update_cluster_state(home: Path, run_id: int, *, state: str, reason: str | None = None,
+                         raw_id: str | None = None, host: str | None = None) -> None:
+    """The cluster's live word for the run's current job (one UPDATE; a raw id is kept once known)."""
+    values: dict[str, Any] = {"cluster_state": state, "cluster_reason": reason, "updated_at": time.time()}
+    if raw_id:
+        values["cluster_raw_id"] = raw_id
+    if host:
+        values["host"] = host
+    with write_session(home) as s:
+        result = s.execute(update(Run).where(col(Run.id) == run_id).values(**values))
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise StoreError(f"no run {run_id}")
+
+
+def add_event(home: Path, run_id: int, status: str, message: str) -> None:
+    """A history line without a status change (a segment that ended, a cancel sent to the cluster)."""
+    with write_session(home) as s:
+        _get_run(s, run_id)
+        _event(s, run_id, status, message, time.time())
 
 
 def mark_started(
@@ -409,8 +504,11 @@ def requeue(home: Path, run_id: int, *, message: str) -> RunView:
         if row.status not in TERMINAL_STATUSES:
             raise StoreError(f"run {run_id} is {row.status}; only a finished run can be requeued")
         row.status = "queued"
-        row.managed_by = "supervisor"
+        row.managed_by = "slurm" if row.backend == "slurm" else "supervisor"
         row.cancel_requested = False
+        row.segments = 0
+        for name in ("cluster_job_id", "cluster_raw_id", "cluster_state", "cluster_reason", "segment_started_at"):
+            setattr(row, name, None)
         for name in (
             "started_at",
             "ended_at",
@@ -752,7 +850,31 @@ _SETTING_CHECKS: dict[str, Callable[[Any], None]] = {
     "gpus": _check_gpus,
     "cancel_grace_s": _check_cancel_grace,
     "viz_max_concurrent": lambda v: _check_max_concurrent(v, "viz_max_concurrent"),
+    "backend": lambda v: _check_choice(v, "backend", BACKENDS),
+    "slurm_options": lambda v: _check_mapping(v, "slurm_options"),
+    "max_segments": lambda v: _check_int_range(v, "max_segments", 1, 1000),
+    "slurm_poll_s": lambda v: _check_number(v, "slurm_poll_s", 0.1, 600),
 }
+
+
+def _check_choice(value: Any, key: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise StoreError(f"{key} must be one of {', '.join(choices)}, not {value!r}")
+
+
+def _check_mapping(value: Any, key: str) -> None:
+    if not isinstance(value, dict):
+        raise StoreError(f"{key} must be a JSON object, not {value!r}")
+
+
+def _check_int_range(value: Any, key: str, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise StoreError(f"{key} must be an integer from {lo} to {hi}, not {value!r}")
+
+
+def _check_number(value: Any, key: str, lo: float, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise StoreError(f"{key} must be a number of seconds from {lo:g} to {hi:g}, not {value!r}")
 
 
 # --------------------------------------------------------------------------------------- helpers

@@ -60,6 +60,17 @@ class Run(SQLModel, table=True):
     gpu: str | None = None
     metrics_offset: int = 0
     cancel_requested: bool = False
+    # schema 3: a run on a cluster backend (managed_by 'slurm'); see engine/backends
+    backend: str = "local"
+    backend_options_json: str | None = None
+    cluster_job_id: str | None = None  # the current segment's job (`123`, or `123_4` for an array task)
+    cluster_raw_id: str | None = None  # an array task's own job id (sacct -c knows it only by that)
+    cluster_state: str | None = None  # the scheduler's word (PENDING, RUNNING, TIMEOUT...)
+    cluster_reason: str | None = None
+    segments: int = 0  # cluster jobs submitted so far for this run
+    max_segments: int | None = None
+    segment_started_at: float | None = None  # when the current segment was submitted
+    sweep: str | None = None
 
 
 class RunEvent(SQLModel, table=True):

@@ -93,6 +93,16 @@ class RunView(_ViewMixin):
     gpu: str | None
     metrics_offset: int
     cancel_requested: bool
+    backend: str = "local"
+    backend_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cluster_job_id: str | None = None
+    cluster_raw_id: str | None = None
+    cluster_state: str | None = None
+    cluster_reason: str | None = None
+    segments: int = 0
+    max_segments: int | None = None
+    segment_started_at: float | None = None
+    sweep: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -148,6 +158,16 @@ class RunView(_ViewMixin):
             gpu=row.gpu,
             metrics_offset=row.metrics_offset,
             cancel_requested=bool(row.cancel_requested),
+            backend=row.backend or "local",
+            backend_options=_loads(row.backend_options_json, {}),
+            cluster_job_id=row.cluster_job_id,
+            cluster_raw_id=row.cluster_raw_id,
+            cluster_state=row.cluster_state,
+            cluster_reason=row.cluster_reason,
+            segments=row.segments or 0,
+            max_segments=row.max_segments,
+            segment_started_at=row.segment_started_at,
+            sweep=row.sweep,
         )
 
 

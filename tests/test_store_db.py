@@ -24,6 +24,16 @@ def home(tmp_path: Path):
     db.dispose_engines()
 
 
+def _v1_run(conn) -> int:
+    """A run row as the first release wrote it (raw SQL: today's tables have columns schema 1 lacks)."""
+    conn.exec_driver_sql(
+        "INSERT INTO runs (name, kind, recipe, dataset, config_json, status, priority, created_at, updated_at, "
+        "epoch, epochs, step, progress, notes, tags, managed_by, metrics_offset, cancel_requested) VALUES "
+        "('old', 'train', 'baseline', 'synthetic', '{}', 'completed', 0, 1.0, 1.0, 2, 2, 8, 1.0, '', '', "
+        "'supervisor', 0, 0)")
+    return int(conn.exec_driver_sql("SELECT max(id) FROM runs").scalar())
+
+
 def _new_run(home: Path, name: str = "r") -> int:
     return create_run(
         home, name=name, recipe="baseline", dataset="synthetic", config={"lr": 1e-4}, epochs=2
@@ -272,8 +282,8 @@ def test_concurrent_first_starts_migrate_once(home: Path) -> None:
 def test_v1_store_gains_the_viz_job_columns(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A store made by the first release (schema 1) keeps its viz jobs when migration 2 adds columns."""
     monkeypatch.setattr(db, "MIGRATIONS", db.MIGRATIONS[:1])
-    run_id = _new_run(home)
     with db.get_engine(home).begin() as conn:
+        run_id = _v1_run(conn)
         conn.exec_driver_sql(
             "INSERT INTO viz_jobs (run_id, kind, params_json, status, priority, created_at, updated_at, "
             f"outputs_json, cancel_requested) VALUES ({run_id}, 'perturb', '{{}}', 'completed', 0, 1.0, 1.0, "
@@ -285,6 +295,19 @@ def test_v1_store_gains_the_viz_job_columns(home: Path, monkeypatch: pytest.Monk
         "perturb", ("a.png",), None, None, None)
     raw = sqlite3.connect(db.db_path(home))
     try:
-        assert raw.execute("SELECT version FROM schema_version").fetchone()[0] == len(db.MIGRATIONS) == 2
+        assert raw.execute("SELECT version FROM schema_version").fetchone()[0] == len(db.MIGRATIONS) == 3
     finally:
         raw.close()
+
+
+def test_v2_store_gains_the_cluster_columns(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store at schema 2 keeps its runs when migration 3 adds the backend columns (local by default)."""
+    monkeypatch.setattr(db, "MIGRATIONS", db.MIGRATIONS[:2])
+    with db.get_engine(home).begin() as conn:
+        run_id = _v1_run(conn)
+    db.dispose_engines()
+    monkeypatch.undo()
+    view = R.get_run(home, run_id)
+    assert view is not None and view.name == "old" and view.status == "completed"
+    assert (view.backend, view.backend_options, view.cluster_job_id, view.segments, view.sweep) == (
+        "local", {}, None, 0, None)

@@ -516,5 +516,5 @@ def test_views_are_frozen_and_parsed(home: Path) -> None:
     assert json.loads(json.dumps(d)) == d and d["tags"] == ["x", "y"] and d["config"] == v.config
     assert {"id", "name", "recipe", "status", "pid", "epoch", "run_dir"} <= set(d)
     columns = {c.name for c in __import__("store.tables", fromlist=["Run"]).Run.__table__.columns}
-    renamed = {"config_json": "config", "last_metrics_json": "last_metrics"}
+    renamed = {"config_json": "config", "last_metrics_json": "last_metrics", "backend_options_json": "backend_options"}
     assert {renamed.get(c, c) for c in columns} == {f.name for f in dataclasses.fields(RunView)}

@@ -161,6 +161,27 @@ def add_queue_options(p: argparse.ArgumentParser) -> None:
     q.add_argument("-q", "--quiet", action="store_true", help="print only the new run's id")
 
 
+def add_backend_options(p: argparse.ArgumentParser) -> None:
+    """Where the run's worker runs: here (local) or as a Slurm batch job (see engine/backends/slurm.py)."""
+    b = p.add_argument_group("backend (default: the store's setting `backend`, else local)")
+    b.add_argument("--backend", choices=BACKENDS, default=None, help="local: the supervisor's own worker; "
+                   "slurm: a batch job submitted by the supervisor (sbatch)")
+    for flag, meta, what in SLURM_FLAGS:
+        b.add_argument(f"--{flag}", metavar=meta, default=None, help=f"slurm: {what}")
+    b.add_argument("--max-segments", type=_int, default=None, metavar="N",
+                   help="slurm: jobs a run may span when it reaches the wall-time limit (default: setting, 20)")
+
+
+BACKENDS = ("local", "slurm")
+# (flag, metavar, help); the flag's dest with '-' -> '_' is the SlurmOptions field, except --grace
+SLURM_FLAGS = (("partition", "P", "partition"), ("time", "HH:MM:SS", "wall-time limit per job"),
+               ("gres", "G", "generic resources, e.g. gpu:1"), ("account", "A", "account to charge"),
+               ("qos", "Q", "quality of service"), ("cpus-per-task", "N", "CPUs for the worker"),
+               ("mem", "SIZE", "memory, e.g. 16G"),
+               ("extra-sbatch", "OPTS", "more sbatch long options, e.g. \"--constraint=a100\""),
+               ("grace", "S", "seconds before the limit at which the worker checkpoints (default 120)"))
+
+
 FLAG_FIELDS = {"dataset": "dataset", "data_root": "data_root", "download": "download", "epochs": "epochs",
                "width": "width", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "device": "device",
                "precision": "precision", "name": "name"}
@@ -215,6 +236,7 @@ def build_parser() -> Parser:
                          "Ctrl-C checkpoints and exits 130.")
     add_run_options(run)
     add_queue_options(run)
+    add_backend_options(run)
     run.add_argument("--headless", action="store_true", help="train in the foreground (no queue, no UI)")
 
     ls = sub.add_parser("ls", help="list runs", description="Runs in id order, filtered.")
@@ -278,6 +300,13 @@ def build_parser() -> Parser:
     settings.add_argument("--cancel-grace", type=grace_seconds, metavar="S", help="seconds from SIGTERM to SIGKILL")
     settings.add_argument("--viz-max-concurrent", type=max_concurrent, metavar="N",
                           help="visualization jobs at once (their own slots; default 1)")
+    settings.add_argument("--backend", choices=BACKENDS, help="where new runs run unless `run --backend` says")
+    settings.add_argument("--max-segments", type=_int, metavar="N",
+                          help="slurm: jobs a run may span across wall-time limits (default 20)")
+    settings.add_argument("--slurm-poll", type=_float, metavar="S", help="slurm: seconds between squeue polls")
+    settings.add_argument("--slurm-default", dest="slurm_defaults", action="append", default=[],
+                          metavar="KEY=VALUE", help="slurm: a default option for new runs (partition=gpu, "
+                          "time=04:00:00...; KEY= removes it; repeatable)")
     settings.add_argument("--json", action="store_true", help="as JSON")
 
     sub.add_parser("recipes", help="list recipes and every config field with its default")
@@ -299,6 +328,27 @@ def check_argv(argv: Sequence[str]) -> None:
             raise CliError(f"argument {shown(a)} is {len(a)} characters long; at most {MAX_ARG_CHARS}")
 
 
+# Options whose value itself starts with '--' (`--extra-sbatch "--constraint=a100"`): argparse would take
+# the value for an option, so `--extra-sbatch VALUE` is glued into `--extra-sbatch=VALUE` before parsing.
+DASHED_VALUE_OPTIONS = ("--extra-sbatch",)
+
+
+def glue_option_values(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in DASHED_VALUE_OPTIONS and i + 1 < len(argv):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        if argv[i] == "--":
+            out.extend(argv[i:])
+            break
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -307,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ganmgr: error: {one_line(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(glue_option_values(argv))
     from sqlalchemy.exc import SQLAlchemyError
 
     from engine.control.submit import SubmitError

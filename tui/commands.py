@@ -53,10 +53,54 @@ def find(home: Path, ref: str) -> RunView:
 # ----------------------------------------------------------------------------------------------- run
 
 
+def backend_from_args(args: argparse.Namespace, home: Path) -> tuple[str, dict[str, Any] | None, int | None]:
+    """(backend, its options as stored, max_segments) from `run`'s flags over the store's settings; every
+    Slurm option is validated here, before anything is created (BackendError -> one-line CliError)."""
+    from dataclasses import asdict
+
+    from engine.backends.base import BackendError
+    from engine.backends.slurm import SlurmOptions
+    from tui.cli import SLURM_FLAGS
+
+    settings = store_runs.get_settings(home) if db_path(home).exists() else {}
+    backend = args.backend or settings.get("backend") or "local"
+    given = {flag: getattr(args, flag.replace("-", "_")) for flag, _, _ in SLURM_FLAGS}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.max_segments is not None:
+        given["max-segments"] = args.max_segments
+    if backend != "slurm":
+        if given:
+            raise CliError(f"--{next(iter(given))} applies to the slurm backend; add --backend slurm")
+        return backend, None, None
+    if args.max_segments is not None and not 1 <= args.max_segments <= 1000:
+        raise CliError(f"--max-segments {args.max_segments} must be from 1 to 1000")
+    options = dict(settings.get("slurm_options") or {})
+    for flag, value in given.items():
+        if flag == "max-segments":
+            continue
+        key = {"grace": "grace_s", "extra-sbatch": "extra"}.get(flag, flag.replace("-", "_"))
+        if key in ("cpus_per_task", "grace_s"):
+            try:
+                value = int(value)
+            except ValueError:
+                raise CliError(f"--{flag} {shown(value)} must be a whole number") from None
+        options[key] = value
+    try:
+        opts = SlurmOptions.coerce(options)
+    except BackendError as e:
+        raise CliError(str(e)) from None
+    stored = {k: v for k, v in asdict(opts).items() if v is not None}
+    stored["extra"] = list(opts.extra)
+    return backend, stored, args.max_segments
+
+
 def cmd_run(args: argparse.Namespace, home: Path) -> int:
     cfg = config_from_args(args)
     tags = validate_tags(args.tags)
     notes = validate_note(args.note)
+    backend, options, max_segments = backend_from_args(args, home)
+    if args.headless and backend != "local":
+        raise CliError("--headless trains here; it cannot run on the slurm backend (drop one of them)")
     if args.headless:
         queue_only = [flag for flag, value in (("--priority", args.priority),
                                                ("--max-concurrent", args.max_concurrent),
@@ -75,12 +119,15 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
         store_runs.set_setting(home, "max_concurrent", args.max_concurrent)
     if args.gpus is not None:
         store_runs.set_setting(home, "gpus", args.gpus)
-    view = enqueue(home, cfg, tags=tags, notes=notes, priority=args.priority or 0)
+    view = enqueue(home, cfg, tags=tags, notes=notes, priority=args.priority or 0, backend=backend,
+                   backend_options=options, max_segments=max_segments)
     if args.quiet:
         print(view.id)
         return EXIT_OK
     queue = [r.id for r in store_runs.queued_in_order(home)]
     where = f"position {queue.index(view.id) + 1} of {len(queue)} in the queue" if view.id in queue else "started"
+    if backend == "slurm":
+        where = "the supervisor submits it to Slurm with sbatch"
     print(f"run {view.id} queued: {view.name} ({where})")
     print(f"  folder {view.run_dir}")
     print(f"  follow it with: ganmgr logs -f {view.id}   (or ganmgr ls)")
@@ -138,7 +185,29 @@ def _finite(v: Any) -> Any:
 def _status_text(r: RunView) -> str:
     if r.status == "running" and r.cancel_requested:
         return "cancelling"
+    if r.status == "running" and r.backend == "slurm" and r.cluster_state in ("SUBMITTING", "PENDING"):
+        return "pending"  # submitted, waiting for Slurm to start it
     return r.status
+
+
+def _backend_lines(run: RunView) -> list[tuple[str, str]]:
+    """`show`: where a cluster run runs, its options, its current job and state, and its segments."""
+    if run.backend == "local":
+        return [("backend", "local")]
+    opts = dict(run.backend_options)
+    extra = opts.pop("extra", None) or []
+    words = "  ".join(f"{k}={v}" for k, v in opts.items()) + ("  extra=" + " ".join(extra) if extra else "")
+    out = [("backend", f"{run.backend}    {words}".rstrip())]
+    if run.cluster_job_id:
+        state = run.cluster_state or "?"
+        if run.cluster_reason and run.cluster_reason not in ("None", "(null)"):
+            state += f" ({run.cluster_reason})"
+        out.append(("cluster job", f"{run.cluster_job_id}    {state}"))
+    limit = run.max_segments if run.max_segments is not None else "the store's max_segments"
+    out.append(("segments", f"{run.segments} of at most {limit}    (each listed in the history)"))
+    if run.sweep:
+        out.append(("sweep", run.sweep))
+    return out
 
 
 def _acc_text(r: RunView) -> str:
@@ -200,6 +269,7 @@ def cmd_show(args: argparse.Namespace, home: Path) -> int:
     if run.exit_code is not None or run.signal is not None:
         out.append(("exit", f"code {run.exit_code}" if run.signal is None else f"signal {run.signal}"))
     out.append(("queue", f"priority {run.priority}    managed by {run.managed_by}"))
+    out.extend(_backend_lines(run))
     if run.parent_id is not None:
         out.append(("parent", f"run {run.parent_id} ({run.parent_relation} at epoch {run.parent_epoch})"))
     out.append(("git", run.git_commit or "-"))
@@ -434,7 +504,11 @@ def cmd_settings(args: argparse.Namespace, home: Path) -> int:
 
     changes = {k: v for k, v in (("max_concurrent", args.max_concurrent), ("gpus", args.gpus),
                                  ("cancel_grace_s", args.cancel_grace),
-                                 ("viz_max_concurrent", args.viz_max_concurrent)) if v is not None}
+                                 ("viz_max_concurrent", args.viz_max_concurrent), ("backend", args.backend),
+                                 ("max_segments", args.max_segments), ("slurm_poll_s", args.slurm_poll))
+               if v is not None}
+    if args.slurm_defaults:
+        changes["slurm_options"] = _slurm_defaults(home, args.slurm_defaults)
     for key, value in changes.items():
         store_runs.set_setting(home, key, value)
     if db_path(home).exists():
@@ -451,6 +525,13 @@ def cmd_settings(args: argparse.Namespace, home: Path) -> int:
     print(f"cancel_grace_s  {settings['cancel_grace_s']:<4g}    seconds from SIGTERM to SIGKILL on cancel")
     viz_slots = settings.get("viz_max_concurrent", 1)
     print(f"viz_max_concurrent {viz_slots:<4} visualization jobs the supervisor runs at once")
+    print(f"backend         {settings.get('backend', 'local'):<6}  where new runs run (local, slurm)")
+    slurm = settings.get("slurm_options") or {}
+    if slurm or settings.get("backend") == "slurm":
+        words = "  ".join(f"{k}={v}" for k, v in slurm.items()) or "none"
+        print(f"slurm_options   {words}")
+        print(f"max_segments    {settings.get('max_segments', 20):<6}  jobs a run may span (wall-time limits)")
+        print(f"slurm_poll_s    {settings.get('slurm_poll_s', 5):<6g}  seconds between squeue polls")
     if changes:
         from engine.control.launcher import ensure_supervisor
         from engine.control.reconcile import supervisor_work_pending
@@ -458,6 +539,28 @@ def cmd_settings(args: argparse.Namespace, home: Path) -> int:
         if supervisor_work_pending(home):
             ensure_supervisor(home)  # a raised max_concurrent takes effect on its next tick
     return EXIT_OK
+
+
+def _slurm_defaults(home: Path, items: list[str]) -> dict[str, Any]:
+    """The store's default Slurm options changed by KEY=VALUE items (KEY= drops one), validated whole."""
+    from engine.backends.base import BackendError
+    from engine.backends.slurm import SlurmOptions
+
+    current = dict((store_runs.get_settings(home) if db_path(home).exists() else {}).get("slurm_options") or {})
+    for item in items:
+        key, eq, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not key:
+            raise CliError(f"--slurm-default {shown(item)} must be KEY=VALUE")
+        if not value:
+            current.pop(key, None)
+            continue
+        current[key] = int(value) if key in ("cpus_per_task", "grace_s") and value.isdigit() else value
+    try:
+        SlurmOptions.coerce(current)
+    except BackendError as e:
+        raise CliError(str(e)) from None
+    return current
 
 
 # ----------------------------------------------------------------------------------------- recipes

@@ -47,6 +47,8 @@ def reconcile(home: Path, *, owned: Container[int] = (), supervisor_alive: bool 
     host = socket.gethostname()
     changed: list[RunView] = []
     for run in store_runs.list_runs(home, status="running"):
+        if run.managed_by == "slurm":
+            continue  # no local pid to judge: the supervisor's SlurmJobs asks the cluster instead
         if run.id in owned or (run.host and run.host != host):
             continue
         if run.managed_by == "supervisor" and supervisor_alive:
@@ -162,7 +164,11 @@ def viz_is_supervisor_work(job: VizJobView, host: str) -> bool:
 
 
 def is_supervisor_work(run: RunView, host: str) -> bool:
-    """A queued run, or a running one a supervisor on `host` starts, watches or adopts."""
+    """A queued run, or a running one a supervisor on `host` starts, watches or adopts. A Slurm run is
+    always the work of the supervisor beside the store (it submits, polls and settles it; the job itself
+    runs on whatever node Slurm picks)."""
+    if run.managed_by == "slurm":
+        return True
     if run.managed_by != "supervisor":
         return False
     return run.status == "queued" or run.host in (None, host)

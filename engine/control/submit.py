@@ -44,8 +44,13 @@ def folder_maker(home: Path, cfg: dict[str, Any], after: Callable[[Path], None] 
 def create_run(home: Path, cfg: dict[str, Any], *, tags: list[str] | tuple[str, ...] = (), notes: str = "",
                priority: int = 0, status: str = "queued", managed_by: str = "supervisor",
                parent_id: int | None = None, parent_relation: str | None = None,
-               parent_epoch: int | None = None, after_folder: Callable[[Path], None] | None = None) -> RunView:
-    """Validate `cfg` (and that its data exists), then insert the row and create its folder atomically."""
+               parent_epoch: int | None = None, after_folder: Callable[[Path], None] | None = None,
+               backend: str = "local", backend_options: dict[str, Any] | None = None,
+               max_segments: int | None = None, sweep: str | None = None) -> RunView:
+    """Validate `cfg` (and that its data exists), then insert the row and create its folder atomically.
+    A run on the slurm backend is `managed_by='slurm'`: the supervisor submits it with sbatch."""
+    if backend == "slurm":
+        managed_by = "slurm"
     cfg = validate_config(cfg)
     check_dataset_available(cfg)  # before any row or folder exists
     ensure_home(home)
@@ -54,15 +59,18 @@ def create_run(home: Path, cfg: dict[str, Any], *, tags: list[str] | tuple[str, 
         home, name=name, recipe=cfg["recipe"], dataset=cfg["dataset"], config=cfg, epochs=cfg["epochs"],
         priority=priority, tags=list(tags), notes=notes, git_commit=source_commit(), managed_by=managed_by,
         status=status, parent_id=parent_id, parent_relation=parent_relation, parent_epoch=parent_epoch,
-        prepare=folder_maker(home, cfg, after_folder))
+        prepare=folder_maker(home, cfg, after_folder), backend=backend, backend_options=backend_options,
+        max_segments=max_segments, sweep=sweep)
 
 
 def enqueue(home: Path, cfg: dict[str, Any], *, tags: list[str] | tuple[str, ...] = (), notes: str = "",
-            priority: int = 0) -> RunView:
-    """Create a queued run and make sure a supervisor is running to start it."""
+            priority: int = 0, backend: str = "local", backend_options: dict[str, Any] | None = None,
+            max_segments: int | None = None, sweep: str | None = None) -> RunView:
+    """Create a queued run and make sure a supervisor is running to start (or submit) it."""
     from engine.control.launcher import ensure_supervisor
 
-    view = create_run(home, cfg, tags=tags, notes=notes, priority=priority, status="queued")
+    view = create_run(home, cfg, tags=tags, notes=notes, priority=priority, status="queued", backend=backend,
+                      backend_options=backend_options, max_segments=max_segments, sweep=sweep)
     ensure_supervisor(home)
     return view
 
@@ -248,7 +256,20 @@ def cancel_run(home: Path, run_ref: str | int) -> RunView:
     if view.status != "running" or already:
         return view
     here = view.host in (None, socket.gethostname())
-    if view.managed_by != "supervisor":
+    if view.managed_by == "slurm":
+        # the job runs wherever Slurm put it: scancel (SIGTERM to the job, the worker checkpoints). A
+        # supervisor alive sends it itself within a tick; without one, we send it and start one to settle
+        if not lock_is_held(home):
+            if view.cluster_job_id:
+                from engine.backends.base import BackendError
+                from engine.backends.slurm import SlurmBackend
+
+                try:
+                    SlurmBackend().cancel(view.cluster_job_id)
+                except BackendError as e:
+                    raise SubmitError(str(e)) from None
+            ensure_supervisor(home)
+    elif view.managed_by != "supervisor":
         if here:
             signal_verified(view.pid, view.pid_start, signal.SIGTERM, group=False)
     elif not lock_is_held(home):

@@ -1,0 +1,57 @@
+"""`ganmgr run --backend ...` and `ganmgr settings --backend ...`: validation before anything is created,
+and the store-wide default. No Slurm is needed: the one run made here fails to submit, which is the
+submission-error path (the supervisor marks it failed with sbatch's one-line reason)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from store import runs as store_runs
+from tests.helpers import tiny_npz
+from tests.test_supervisor import clean_up_store, ganmgr, run, tiny_args, wait_status, wait_supervisor_gone
+
+
+@pytest.fixture
+def npz(tmp_path) -> Path:
+    return tiny_npz(tmp_path / "tiny.npz", n_train=64, n_test=32)
+
+
+def test_bad_slurm_options_are_refused_before_anything_is_created(home, npz):
+    for flags, words in ((["--backend", "slurm", "--time", "4 hours"], "slurm time='4 hours'"),
+                         (["--backend", "slurm", "--extra-sbatch", "--output=/tmp/x"], "--output is set by ganmgr"),
+                         (["--partition", "gpu"], "--partition applies to the slurm backend"),
+                         (["--backend", "slurm", "--time", "1", "--grace", "90"], "grace_s=90 must be shorter"),
+                         (["--backend", "slurm", "--headless"], "cannot run on the slurm backend")):
+        out = ganmgr(home, "run", *tiny_args(npz, "refused", 1), *flags)
+        assert out.returncode == 2 and words in out.stderr, (flags, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1
+    assert not (home / "ganmgr.db").exists() or store_runs.list_runs(home) == []
+
+
+def test_the_default_backend_comes_from_the_settings(home, npz):
+    out = ganmgr(home, "settings", "--backend", "slurm", "--slurm-default", "partition=debug",
+                 "--slurm-default", "time=00:30:00")
+    assert out.returncode == 0, out.stderr
+    assert "backend         slurm" in out.stdout and "partition=debug" in out.stdout
+    settings = store_runs.get_settings(home)
+    assert settings["backend"] == "slurm" and settings["slurm_options"] == {"partition": "debug", "time": "00:30:00"}
+    bad = ganmgr(home, "settings", "--slurm-default", "gres=gpu 1")
+    assert bad.returncode == 2 and "gres" in bad.stderr
+    assert store_runs.get_settings(home)["slurm_options"] == {"partition": "debug", "time": "00:30:00"}
+    # a run made now is a Slurm run with the defaults, its own flags on top; with no reachable cluster
+    # (a slurm.conf that does not exist, or no sbatch at all) the supervisor marks it failed, saying why
+    env = {"SLURM_CONF": str(home.parent / "no-such-slurm.conf")}
+    try:
+        out = ganmgr(home, "run", "-q", *tiny_args(npz, "dflt", 1), "--time", "5", "--max-segments", "3", env=env)
+        assert out.returncode == 0, out.stderr
+        view = run(home, int(out.stdout))
+        assert (view.backend, view.managed_by, view.max_segments) == ("slurm", "slurm", 3)
+        assert view.backend_options["partition"] == "debug" and view.backend_options["time"] == "5"
+        done = wait_status(home, view.id, {"failed", "completed", "cancelled", "lost"}, timeout=60)
+        assert done.status == "failed" and done.error.startswith("could not submit to Slurm: "), done.error
+        assert len(done.error.splitlines()) == 1
+        wait_supervisor_gone(home, timeout=60)
+    finally:
+        clean_up_store(home)
