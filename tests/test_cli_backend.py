@@ -40,9 +40,9 @@ def test_the_default_backend_comes_from_the_settings(home, npz):
     bad = ganmgr(home, "settings", "--slurm-default", "gres=gpu 1")
     assert bad.returncode == 2 and "gres" in bad.stderr
     assert store_runs.get_settings(home)["slurm_options"] == {"partition": "debug", "time": "00:30:00"}
-    # a run made now is a Slurm run with the defaults, its own flags on top; with no reachable cluster
-    # (a slurm.conf that does not exist, or no sbatch at all) the supervisor marks it failed, saying why
-    env = {"SLURM_CONF": str(home.parent / "no-such-slurm.conf")}
+    # a run made now is a Slurm run with the defaults, its own flags on top; with no sbatch on PATH the
+    # supervisor marks it failed, saying why (a missing slurm.conf would make sbatch retry for 60 s)
+    env = {"PATH": str(home.parent / "empty-bin")}
     try:
         out = ganmgr(home, "run", "-q", *tiny_args(npz, "dflt", 1), "--time", "5", "--max-segments", "3", env=env)
         assert out.returncode == 0, out.stderr
@@ -50,8 +50,38 @@ def test_the_default_backend_comes_from_the_settings(home, npz):
         assert (view.backend, view.managed_by, view.max_segments) == ("slurm", "slurm", 3)
         assert view.backend_options["partition"] == "debug" and view.backend_options["time"] == "5"
         done = wait_status(home, view.id, {"failed", "completed", "cancelled", "lost"}, timeout=60)
-        assert done.status == "failed" and done.error.startswith("could not submit to Slurm: "), done.error
+        assert done.status == "failed", done.error
+        assert done.error == "could not submit to Slurm: sbatch is not installed or not on PATH (is this a Slurm " \
+                             "login node?)"
         assert len(done.error.splitlines()) == 1
+        wait_supervisor_gone(home, timeout=60)
+    finally:
+        clean_up_store(home)
+
+
+def test_a_sweep_is_checked_whole_then_queued_as_a_tagged_group(home, npz):
+    args = tiny_args(npz, "unused", 1)
+    args = args[:args.index("--name")]  # a sweep names its runs itself
+    dry = ganmgr(home, "sweep", *args, "--set", "lr=1e-4,2e-4", "--set", "seed=0,1", "--name", "g1", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "sweep g1: 4 runs of baseline over lr (2) x seed (2)" in dry.stdout
+    assert "g1-3  lr=0.0002 seed=1" in dry.stdout and not (home / "ganmgr.db").exists()
+    bad = ganmgr(home, "sweep", *args, "--set", "lr=1e-4,-1", "--name", "g0")
+    assert bad.returncode == 2 and "sweep point 1 (lr=-1)" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    assert not (home / "ganmgr.db").exists()  # one bad point: nothing created
+    try:
+        out = ganmgr(home, "sweep", *args, "--set", "seed=0,1", "--name", "g1", "-q")
+        assert out.returncode == 0, out.stderr
+        ids = [int(x) for x in out.stdout.split()]
+        views = [wait_status(home, i, {"completed", "failed", "lost", "killed", "cancelled"}) for i in ids]
+        assert [v.status for v in views] == ["completed", "completed"]
+        assert [v.name for v in views] == ["g1-0", "g1-1"] and [v.config["seed"] for v in views] == [0, 1]
+        assert all(v.sweep == "g1" and {"sweep", "sweep:g1"} <= set(v.tags) and v.backend == "local" for v in views)
+        assert [v.notes for v in views] == ["seed=0", "seed=1"]
+        listed = ganmgr(home, "ls", "--sweep", "g1").stdout
+        assert "g1-0" in listed and "g1-1" in listed
+        again = ganmgr(home, "sweep", *args, "--set", "seed=0,1", "--name", "g1")
+        assert again.returncode == 2 and "exists already" in again.stderr
         wait_supervisor_gone(home, timeout=60)
     finally:
         clean_up_store(home)

@@ -172,3 +172,20 @@ def test_a_failing_run_is_failed_with_its_log_tail(store, tmp_path):
     assert done.cluster_state == "FAILED" and done.exit_code not in (None, 0)
     last = [ln.strip() for ln in (run_dir / "log.txt").read_text().splitlines() if ln.strip()][-1]
     assert done.error and last[:60] in done.error, (last, done.error)  # the log's tail
+
+
+def test_a_four_point_sweep_runs_as_one_array(store, npz):
+    home, env = store
+    args = tiny_args(npz, "unused", 2, "--set", "log_every=4", "--set", "keep_every=0")
+    args = [a for i, a in enumerate(args) if a != "--name" and (i == 0 or args[i - 1] != "--name")]
+    out = ganmgr(home, "sweep", *args, "--set", "seed=0,1,2,3", "--name", "arr", "--backend", "slurm",
+                 "--time", "10", "-q", env=env)
+    assert out.returncode == 0, out.stderr
+    ids = [int(x) for x in out.stdout.split()]
+    views = [wait_status(home, i, {"completed", "failed", "lost", "killed", "cancelled"}) for i in ids]
+    assert [v.status for v in views] == ["completed"] * 4, [v.error for v in views]
+    jobs = [v.cluster_job_id for v in views]
+    assert len({j.split("_")[0] for j in jobs}) == 1 and [j.split("_")[1] for j in jobs] == ["0", "1", "2", "3"]
+    assert [v.epoch for v in views] == [2] * 4 and [v.config["seed"] for v in views] == [0, 1, 2, 3]
+    assert all("sweep:arr" in v.tags and v.sweep == "arr" and v.segments == 1 for v in views)
+    assert (home / "arrays" / f"arr-{ids[0]}" / "array.sbatch").is_file()

@@ -239,11 +239,23 @@ def build_parser() -> Parser:
     add_backend_options(run)
     run.add_argument("--headless", action="store_true", help="train in the foreground (no queue, no UI)")
 
+    sweep = sub.add_parser("sweep", help="queue a grid of runs: --set key=v1,v2 ... (one Slurm array)",
+                           description="Expand every --set KEY=V1,V2 into a grid (the product, last key fastest; "
+                           "'|' separates values of list fields), validate every point, then queue one run "
+                           "per point named NAME-i and tagged sweep and sweep:NAME. On the slurm backend "
+                           "the points are submitted as one job array. --name names the sweep.")
+    add_run_options(sweep)
+    add_backend_options(sweep)
+    sweep.add_argument("--priority", type=priority, default=None, help="queue priority of every run")
+    sweep.add_argument("--dry-run", action="store_true", help="print the grid; create nothing")
+    sweep.add_argument("-q", "--quiet", action="store_true", help="print only the new runs' ids")
+
     ls = sub.add_parser("ls", help="list runs", description="Runs in id order, filtered.")
     ls.add_argument("text", nargs="?", help="only runs whose name, recipe, dataset, notes or tags contain TEXT")
     ls.add_argument("--status", action="append", choices=STATUSES, help="only runs with this status (repeatable)")
     ls.add_argument("--recipe", choices=list(RECIPES), help="only runs of this recipe")
     ls.add_argument("--tag", help="only runs with this tag")
+    ls.add_argument("--sweep", help="only the runs of this sweep")
     ls.add_argument("--limit", type=_int, help="the newest N runs only")
     ls.add_argument("--json", action="store_true", help="a JSON list of objects (every column)")
 

@@ -134,6 +134,63 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------------------------- sweep
+
+
+def cmd_sweep(args: argparse.Namespace, home: Path) -> int:
+    """A grid of queued runs (engine/control/sweep.py); every point is validated before any run exists."""
+    from engine.control.config import ConfigError
+    from engine.control.datasets import check_dataset_available
+    from engine.control.launcher import ensure_supervisor
+    from engine.control.submit import create_run
+    from engine.control.sweep import expand_sweep
+    from tui.cli import FLAG_FIELDS
+
+    base: dict[str, Any] = {}
+    if args.config_file:
+        try:
+            data = json.loads(Path(args.config_file).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"--config {args.config_file}: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"--config {args.config_file} must hold a JSON object")
+        base.update({k: v for k, v in data.items() if k not in ("recipe", "name")})
+    for attr, key in FLAG_FIELDS.items():
+        value = getattr(args, attr, None)
+        if value is not None and key != "name":
+            base[key] = value
+    if not args.assignments:
+        raise CliError("a sweep needs at least one --set KEY=V1,V2")
+    sweep = expand_sweep(args.recipe, args.assignments, base=base, name=args.name)
+    tags = validate_tags([*sweep.tags, *args.tags])
+    notes = validate_note(args.note)
+    backend, options, max_segments = backend_from_args(args, home)
+    for dataset in sorted({p.config["dataset"] for p in sweep.points}):
+        check_dataset_available(next(p.config for p in sweep.points if p.config["dataset"] == dataset))
+    if args.dry_run:
+        print(sweep.summary())
+        for point in sweep.points:
+            print(f"  {point.name}  {point.label()}")
+        return EXIT_OK
+    if db_path(home).exists() and store_runs.list_runs(home, sweep=sweep.name):
+        raise CliError(f"a sweep named {shown(sweep.name)} exists already; pick another --name")
+    views = []
+    for point in sweep.points:
+        note = point.label() + (f"\n{notes}" if notes else "")
+        views.append(create_run(home, point.config, tags=tags, notes=note, priority=args.priority or 0,
+                                status="queued", backend=backend, backend_options=options,
+                                max_segments=max_segments, sweep=sweep.name))
+    ensure_supervisor(home)  # after the last row: a slurm sweep is claimed, and submitted, as one array
+    if args.quiet:
+        print(" ".join(str(v.id) for v in views))
+        return EXIT_OK
+    print(sweep.summary())
+    where = "one Slurm job array" if backend == "slurm" else "the local queue"
+    print(f"{len(views)} runs queued ({where}): ids {views[0].id}-{views[-1].id}, tag {sweep.tag}")
+    print(f"  follow them with: ganmgr ls --sweep {sweep.name}")
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------------------------------ ls
 
 
@@ -145,7 +202,7 @@ def cmd_ls(args: argparse.Namespace, home: Path) -> int:
     runs: list[RunView] = []
     if db_path(home).exists():
         runs = store_runs.list_runs(home, status=args.status, recipe=args.recipe, tag=args.tag,
-                                    text=args.text or None, order="id")
+                                    text=args.text or None, order="id", sweep=args.sweep)
     if args.limit:
         runs = runs[-args.limit:]
     if args.json:
@@ -578,6 +635,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": cmd_run,
+    "sweep": cmd_sweep,
     "ls": cmd_ls,
     "show": cmd_show,
     "logs": cmd_logs,
