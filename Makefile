@@ -17,6 +17,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check tui engine store tests bench
+	# Debian's slurmctld/slurmd/slurm-client for the tests marked slurm (root with apt-get only; elsewhere
+	# it says why those tests will skip, and always exits 0)
+	$(BIN)/python -m tests.slurm_cluster --install
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

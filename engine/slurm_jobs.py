@@ -259,17 +259,21 @@ class SlurmJobs:
         why = resubmit_reason(state, end, checkpoint_exists=(cr.run_dir / "checkpoints" / "last.pt").is_file(),
                               cancel_requested=row.cancel_requested, segments_done=row.segments,
                               max_segments=limit)
-        if why is not None and self.resubmit(cr, row, why):
-            return
-        self.settle(cr, row, state, end, limit)
+        refused = None
+        if why is not None:
+            refused = self.resubmit(cr, row, why)
+            if refused is None:
+                return
+        self.settle(cr, row, state, end, limit, refused)
 
-    def resubmit(self, cr: ClusterRun, row: RunView, why: str) -> bool:
+    def resubmit(self, cr: ClusterRun, row: RunView, why: str) -> str | None:
+        """Submit the run's next segment; None when it is on its way, else why sbatch refused it."""
         try:
             job = self.backend.resubmit(cr.run_dir) if isinstance(self.backend, SlurmBackend) else \
                 self.backend.submit(cr.run_dir, row.backend_options or None)
         except BackendError as e:
             log(f"run {row.id}: the next segment could not be submitted: {e}")
-            return False
+            return str(e)
         n = row.segments + 1
         try:
             view = store_runs.record_submission(self.home, row.id, job,
@@ -277,20 +281,21 @@ class SlurmJobs:
         except StoreError as e:
             log(f"run {row.id}: {e}; cancelling Slurm job {job}")
             self._scancel(job)
-            return True
+            return None
         self.runs[row.id] = self._track(view, job, None, cr.tail.offset, view.segment_started_at)
         log(f"run {row.id}: segment {n}, Slurm job {job} ({why})")
-        return True
+        return None
 
     def settle(self, cr: ClusterRun, row: RunView, state: ClusterState, end: dict[str, Any] | None,
-               limit: int) -> None:
+               limit: int, refused: str | None = None) -> None:
         log_path = cr.run_dir / "log.txt"
         cancel = row.cancel_requested
         extra = {"cluster_state": state.cluster_state or None, "cluster_reason": state.reason}
         if end is not None and end.get("status") == "cancelled" and not cancel:
-            # the worker checkpointed on the wall-time warning, but no further segment may run
+            # the worker checkpointed on the wall-time warning, but no further segment may (or could) run
+            why_not = f"the next segment was refused: {refused}" if refused else f"max_segments {limit}"
             status, message = "killed", (f"killed: stopped at the wall-time limit after {row.segments} "
-                                         f"segment(s) (max_segments {limit}); resume it to continue")
+                                         f"segment(s) ({why_not}); resume it to continue")
             fields: dict[str, Any] = {"error": message, "exit_code": state.exit_code, "signal": state.signal}
         elif end is not None:
             rc = -state.signal if state.signal else state.exit_code
@@ -300,7 +305,7 @@ class SlurmJobs:
             status = state.status if state.terminal else "lost"
             if cancel and status in ("cancelled", "killed", "failed", "lost"):
                 status = "cancelled"
-            message = f"{status}: {state.describe()}"
+            message = f"{status}: {state.describe()}" + (f"; the next segment was refused: {refused}" if refused else "")
             error = None if status in ("completed", "cancelled") else message + log_tail(log_path)
             if status == "completed":  # the job finished but the worker wrote no end record
                 status, error = "lost", "Slurm says COMPLETED but the worker wrote no end record" + \

@@ -43,6 +43,7 @@ __all__ = [
     "add_tags",
     "claim_next",
     "claim_next_slurm",
+    "release_sweep",
     "claim_next_viz",
     "add_event",
     "record_submission",
@@ -77,6 +78,7 @@ __all__ = [
 
 MANAGERS = ("supervisor", "headless", "slurm")
 BACKENDS = ("local", "slurm")
+HELD = "HELD"  # cluster_state of a queued sweep row not yet released to supervisors (create_run(held=True))
 PARENT_RELATIONS = ("resume", "fork")
 # Columns update_progress may touch: the supervisor's 1-20 Hz fold of metrics.jsonl into the row.
 PROGRESS_FIELDS = frozenset(
@@ -174,8 +176,13 @@ def create_run(
     backend_options: dict[str, Any] | None = None,
     max_segments: int | None = None,
     sweep: str | None = None,
+    held: bool = False,
 ) -> RunView:
     """Insert a run; `prepare(view)` runs inside the same write transaction and returns the run directory.
+
+    `held` (a Slurm sweep's rows while `ganmgr sweep` is still writing them): the row is queued but no
+    supervisor claims it until `release_sweep`, so a supervisor already running submits the whole sweep
+    as one job array instead of claiming its first rows early.
 
     If `prepare` (or anything else) raises, the transaction rolls back and no row remains, so a bad input
     leaves neither a row nor, if `prepare` cleans up after itself, a directory. `prepare` holds the write
@@ -233,6 +240,7 @@ def create_run(
             backend_options_json=options_json,
             max_segments=max_segments,
             sweep=sweep,
+            cluster_state=HELD if held else None,
         )
         if status == "running":
             row.started_at = now
@@ -366,7 +374,8 @@ def claim_next_slurm(home: Path, *, host: str, sweep: str | None = None) -> RunV
     `running` with cluster state SUBMITTING until sbatch answers; a second supervisor can never submit it
     twice."""
     with write_session(home) as s:
-        q = select(Run).where(Run.status == "queued", Run.managed_by == "slurm", col(Run.cluster_job_id).is_(None))
+        q = select(Run).where(Run.status == "queued", Run.managed_by == "slurm", col(Run.cluster_job_id).is_(None),
+                              or_(col(Run.cluster_state).is_(None), col(Run.cluster_state) != HELD))
         if sweep is not None:
             q = q.where(Run.sweep == sweep)
         row = s.exec(q.order_by(col(Run.priority).desc(), col(Run.id).asc()).limit(1)).first()
@@ -381,6 +390,14 @@ def claim_next_slurm(home: Path, *, host: str, sweep: str | None = None) -> RunV
         assert row.id is not None
         _event(s, row.id, "running", f"claimed for submission to Slurm by the supervisor on {host}", now)
         return RunView.from_row(row)
+
+
+def release_sweep(home: Path, sweep: str) -> int:
+    """Let supervisors claim a sweep's held rows (all of them at once: one job array); returns how many."""
+    with write_session(home) as s:
+        result = s.execute(update(Run).where(col(Run.sweep) == sweep, col(Run.cluster_state) == HELD)
+                           .values(cluster_state=None, updated_at=time.time()))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def record_submission(home: Path, run_id: int, job_id: str, *, message: str, raw_id: str | None = None) -> RunView:

@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--install", action="store_true", help="apt-get install the Slurm packages (root)")
     args = parser.parse_args(argv)
     if args.install:
-        why = install_slurm(quiet=False)
+        why = install_slurm(quiet=True)
         if why:
             print(f"slurm tests will skip: {why}", file=sys.stderr)
     reason = slurm_skip_reason()

@@ -228,6 +228,22 @@ def test_claim_next_respects_slots(home: Path) -> None:
     assert "node1" in events[1].message
 
 
+def test_a_held_slurm_sweep_is_claimed_only_once_released(home: Path) -> None:
+    """`ganmgr sweep` holds a Slurm sweep's rows until the last exists, so a running supervisor sees all of
+    them at once (one job array), never the first half."""
+    slurm = dict(backend="slurm", managed_by="slurm", sweep="sw")
+    held = [new(home, f"sw-{i}", held=True, **slurm).id for i in range(3)]
+    other = new(home, "solo", backend="slurm", managed_by="slurm").id
+    assert R.claim_next_slurm(home, host="n", sweep="sw") is None
+    assert R.claim_next_slurm(home, host="n").id == other  # a held row never blocks other runs
+    assert R.claim_next_slurm(home, host="n") is None
+    assert R.release_sweep(home, "sw") == 3
+    claimed = [R.claim_next_slurm(home, host="n", sweep="sw") for _ in range(4)]
+    assert [c.id for c in claimed[:3]] == held and claimed[3] is None
+    assert {c.cluster_state for c in claimed[:3]} == {"SUBMITTING"}
+    assert R.release_sweep(home, "sw") == 0
+
+
 def _claimer(home: str, go, out) -> None:  # type: ignore[no-untyped-def]
     """Child process: claim until the queue is empty; report every id claimed, or the error."""
     got: list[int] = []

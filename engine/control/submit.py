@@ -46,7 +46,7 @@ def create_run(home: Path, cfg: dict[str, Any], *, tags: list[str] | tuple[str, 
                parent_id: int | None = None, parent_relation: str | None = None,
                parent_epoch: int | None = None, after_folder: Callable[[Path], None] | None = None,
                backend: str = "local", backend_options: dict[str, Any] | None = None,
-               max_segments: int | None = None, sweep: str | None = None) -> RunView:
+               max_segments: int | None = None, sweep: str | None = None, held: bool = False) -> RunView:
     """Validate `cfg` (and that its data exists), then insert the row and create its folder atomically.
     A run on the slurm backend is `managed_by='slurm'`: the supervisor submits it with sbatch."""
     if backend == "slurm":
@@ -60,7 +60,7 @@ def create_run(home: Path, cfg: dict[str, Any], *, tags: list[str] | tuple[str, 
         priority=priority, tags=list(tags), notes=notes, git_commit=source_commit(), managed_by=managed_by,
         status=status, parent_id=parent_id, parent_relation=parent_relation, parent_epoch=parent_epoch,
         prepare=folder_maker(home, cfg, after_folder), backend=backend, backend_options=backend_options,
-        max_segments=max_segments, sweep=sweep)
+        max_segments=max_segments, sweep=sweep, held=held)
 
 
 def enqueue(home: Path, cfg: dict[str, Any], *, tags: list[str] | tuple[str, ...] = (), notes: str = "",
