@@ -24,6 +24,7 @@ from typing import Any
 from engine.backends.base import Backend, BackendError, ClusterState, resubmit_reason
 from engine.backends.slurm import SlurmBackend
 from engine.control.follow import ProgressFold, attempt_end, line_end_offset, log_tail, outcome
+from engine.control.runs_root import runs_root
 from engine.supervisor import FLUSH_S, drain_metrics, flush_progress, follow_metrics, log
 from store import runs as store_runs
 from store.errors import StoreError
@@ -163,7 +164,7 @@ class SlurmJobs:
         runs = [r for r in runs if r.run_dir or self._fail(r.id, "the run has no folder")]
         dirs = [Path(r.run_dir or "") for r in runs]
         offsets = [line_end_offset(d / "metrics.jsonl") for d in dirs]
-        array_dir = self.home / "arrays" / f"{first.sweep}-{first.id}"
+        array_dir = runs_root(self.home) / "arrays" / f"{first.sweep}-{first.id}"  # compute nodes read it
         try:
             jobs = self.backend.submit_array(dirs, first.backend_options or None, array_dir=array_dir)
         except BackendError as e:
@@ -248,11 +249,13 @@ class SlurmJobs:
         metrics = cr.run_dir / "metrics.jsonl"
         end = cr.fold.end or attempt_end(metrics, row.segment_started_at)
         end_status = end.get("status") if end else None
+        if end_status == "cancelled" and not row.cancel_requested:
+            said = "the worker checkpointed on the wall-time warning"
+        else:
+            said = f"the worker says {end_status}" if end_status else "no end record"
         try:
-            store_runs.add_event(self.home, row.id, "running",
-                                 f"segment {row.segments} ended: {state.describe()}"
-                                 f"{f'; the worker says {end_status}' if end_status else '; no end record'}"
-                                 f" at epoch {row.epoch}")
+            store_runs.add_event(self.home, row.id, "running", f"segment {row.segments} ended at epoch "
+                                 f"{row.epoch}: {said} (Slurm: {state.describe()})")
         except StoreError:
             pass
         limit = max_segments_for(row, settings)

@@ -85,3 +85,30 @@ def test_a_sweep_is_checked_whole_then_queued_as_a_tagged_group(home, npz):
         wait_supervisor_gone(home, timeout=60)
     finally:
         clean_up_store(home)
+
+
+def test_run_folders_go_to_the_runs_root_and_stay_reachable_after_it_changes(home, npz, tmp_path):
+    """On a cluster the store stays on local disk while the run folders go where the nodes see them."""
+    bad = ganmgr(home, "settings", "--runs-root", str(tmp_path / "with space"))
+    assert bad.returncode == 2 and "no spaces" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    shared = tmp_path / "shared"
+    out = ganmgr(home, "settings", "--runs-root", str(shared))
+    assert out.returncode == 0, out.stderr
+    assert f"runs_root       {shared}" in out.stdout and (shared.stat().st_mode & 0o777) == 0o700
+    try:
+        first = run(home, int(ganmgr(home, "run", "-q", *tiny_args(npz, "on-shared", 1)).stdout))
+        assert Path(first.run_dir).parent == shared and (Path(first.run_dir) / "config.json").is_file()
+        assert wait_status(home, first.id, {"completed", "failed", "lost"}).status == "completed"
+        assert ganmgr(home, "settings", "--runs-root", "home").returncode == 0
+        second = run(home, int(ganmgr(home, "run", "-q", *tiny_args(npz, "at-home", 1)).stdout))
+        assert Path(second.run_dir).parent == home
+        wait_status(home, second.id, {"completed", "failed", "lost"})
+        # the first run's folder, made under the old root, is still the store's: show, logs and rm reach it
+        logs = ganmgr(home, "logs", str(first.id))
+        assert logs.returncode == 0 and "baseline: 64 train" in logs.stdout, (logs.stdout, logs.stderr)
+        gone = ganmgr(home, "rm", str(first.id), "--yes")
+        assert gone.returncode == 0, gone.stderr
+        assert not Path(first.run_dir).exists() and shared.is_dir()
+        wait_supervisor_gone(home, timeout=60)
+    finally:
+        clean_up_store(home)

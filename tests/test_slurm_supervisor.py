@@ -151,7 +151,8 @@ def test_a_run_past_its_time_limit_is_resubmitted_and_completes(store, big_npz):
     assert done.segments >= 2 and done.epoch == target
     events = history(home, run_id)
     assert any(re.match(r"segment 2: Slurm job \d+ submitted \(", m) for m in events), events
-    assert any(m.startswith("segment 1 ended: ") and "the worker says cancelled" in m for m in events), events
+    assert any(m.startswith("segment 1 ended at epoch ") and "checkpointed on the wall-time warning" in m
+               for m in events), events
     starts = records(run_dir, "start")
     assert starts[0]["resumed"] is False and starts[-1]["resumed"] is True
     log = (run_dir / "log.txt").read_text()

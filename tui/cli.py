@@ -319,6 +319,8 @@ def build_parser() -> Parser:
     settings.add_argument("--slurm-default", dest="slurm_defaults", action="append", default=[],
                           metavar="KEY=VALUE", help="slurm: a default option for new runs (partition=gpu, "
                           "time=04:00:00...; KEY= removes it; repeatable)")
+    settings.add_argument("--runs-root", metavar="DIR", help="where new run folders go, e.g. a shared "
+                          "filesystem the Slurm nodes see ('home': back to the store's folder)")
     settings.add_argument("--json", action="store_true", help="as JSON")
 
     sub.add_parser("recipes", help="list recipes and every config field with its default")

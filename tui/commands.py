@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.control.config import RECIPES
-from engine.control.paths import PathError, ensure_inside
+from engine.control.paths import PathError
+from engine.control.runs_root import ensure_run_folder
 from store import runs as store_runs
 from store.db import db_path
 from store.views import RunView
@@ -56,10 +57,6 @@ def find(home: Path, ref: str) -> RunView:
 def backend_from_args(args: argparse.Namespace, home: Path) -> tuple[str, dict[str, Any] | None, int | None]:
     """(backend, its options as stored, max_segments) from `run`'s flags over the store's settings; every
     Slurm option is validated here, before anything is created (BackendError -> one-line CliError)."""
-    from dataclasses import asdict
-
-    from engine.backends.base import BackendError
-    from engine.backends.slurm import SlurmOptions
     from tui.cli import SLURM_FLAGS
 
     settings = store_runs.get_settings(home) if db_path(home).exists() else {}
@@ -72,9 +69,30 @@ def backend_from_args(args: argparse.Namespace, home: Path) -> tuple[str, dict[s
         if given:
             raise CliError(f"--{next(iter(given))} applies to the slurm backend; add --backend slurm")
         return backend, None, None
-    if args.max_segments is not None and not 1 <= args.max_segments <= 1000:
-        raise CliError(f"--max-segments {args.max_segments} must be from 1 to 1000")
-    options = dict(settings.get("slurm_options") or {})
+    options, max_segments = slurm_options_from(settings.get("slurm_options") or {}, given)
+    return backend, options, max_segments
+
+
+def slurm_options_from(defaults: Any, given: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
+    """(the Slurm options as stored, max_segments): `given` (flag name -> value: `run`'s flags, or the
+    TUI form's fields, the same names) over `defaults` (the store's `slurm_options`), validated whole by
+    SlurmOptions.coerce. Shared by `ganmgr run`/`sweep` and the TUI's new-run form, so both accept and
+    refuse exactly the same things; a refusal is a one-line CliError naming the flag or option."""
+    from dataclasses import asdict
+
+    from engine.backends.base import BackendError
+    from engine.backends.slurm import SlurmOptions
+
+    max_segments = given.get("max-segments")
+    if max_segments is not None:
+        if not isinstance(max_segments, int):
+            try:
+                max_segments = int(str(max_segments).strip())
+            except ValueError:
+                raise CliError(f"--max-segments {shown(str(max_segments))} must be a whole number") from None
+        if not 1 <= max_segments <= 1000:
+            raise CliError(f"--max-segments {max_segments} must be from 1 to 1000")
+    options = dict(defaults or {})
     for flag, value in given.items():
         if flag == "max-segments":
             continue
@@ -91,7 +109,7 @@ def backend_from_args(args: argparse.Namespace, home: Path) -> tuple[str, dict[s
         raise CliError(str(e)) from None
     stored = {k: v for k, v in asdict(opts).items() if v is not None}
     stored["extra"] = list(opts.extra)
-    return backend, stored, args.max_segments
+    return stored, max_segments
 
 
 def cmd_run(args: argparse.Namespace, home: Path) -> int:
@@ -175,12 +193,16 @@ def cmd_sweep(args: argparse.Namespace, home: Path) -> int:
     if db_path(home).exists() and store_runs.list_runs(home, sweep=sweep.name):
         raise CliError(f"a sweep named {shown(sweep.name)} exists already; pick another --name")
     views = []
-    for point in sweep.points:
-        note = point.label() + (f"\n{notes}" if notes else "")
-        views.append(create_run(home, point.config, tags=tags, notes=note, priority=args.priority or 0,
-                                status="queued", backend=backend, backend_options=options,
-                                max_segments=max_segments, sweep=sweep.name))
-    ensure_supervisor(home)  # after the last row: a slurm sweep is claimed, and submitted, as one array
+    try:  # a slurm sweep's rows are held until the last exists: a running supervisor submits ONE array
+        for point in sweep.points:
+            note = point.label() + (f"\n{notes}" if notes else "")
+            views.append(create_run(home, point.config, tags=tags, notes=note, priority=args.priority or 0,
+                                    status="queued", backend=backend, backend_options=options,
+                                    max_segments=max_segments, sweep=sweep.name, held=backend == "slurm"))
+    finally:
+        if views and backend == "slurm":
+            store_runs.release_sweep(home, sweep.name)
+    ensure_supervisor(home)
     if args.quiet:
         print(" ".join(str(v.id) for v in views))
         return EXIT_OK
@@ -247,7 +269,7 @@ def _status_text(r: RunView) -> str:
     return r.status
 
 
-def _backend_lines(run: RunView) -> list[tuple[str, str]]:
+def _backend_lines(run: RunView, store_max_segments: int | None = None) -> list[tuple[str, str]]:
     """`show`: where a cluster run runs, its options, its current job and state, and its segments."""
     if run.backend == "local":
         return [("backend", "local")]
@@ -260,7 +282,9 @@ def _backend_lines(run: RunView) -> list[tuple[str, str]]:
         if run.cluster_reason and run.cluster_reason not in ("None", "(null)"):
             state += f" ({run.cluster_reason})"
         out.append(("cluster job", f"{run.cluster_job_id}    {state}"))
-    limit = run.max_segments if run.max_segments is not None else "the store's max_segments"
+    limit: Any = run.max_segments
+    if limit is None:
+        limit = f"{store_max_segments or 20} (the store's max_segments)"
     out.append(("segments", f"{run.segments} of at most {limit}    (each listed in the history)"))
     if run.sweep:
         out.append(("sweep", run.sweep))
@@ -326,7 +350,7 @@ def cmd_show(args: argparse.Namespace, home: Path) -> int:
     if run.exit_code is not None or run.signal is not None:
         out.append(("exit", f"code {run.exit_code}" if run.signal is None else f"signal {run.signal}"))
     out.append(("queue", f"priority {run.priority}    managed by {run.managed_by}"))
-    out.extend(_backend_lines(run))
+    out.extend(_backend_lines(run, store_runs.get_settings(home).get("max_segments")))
     if run.parent_id is not None:
         out.append(("parent", f"run {run.parent_id} ({run.parent_relation} at epoch {run.parent_epoch})"))
     out.append(("git", run.git_commit or "-"))
@@ -382,7 +406,7 @@ def cmd_logs(args: argparse.Namespace, home: Path) -> int:
         raise CliError(f"--lines {args.lines} must be 0 or more")
     if not run.run_dir:
         raise CliError(f"run {run.id} has no folder")
-    path = ensure_inside(home, Path(run.run_dir)) / "log.txt"
+    path = ensure_run_folder(home, Path(run.run_dir)) / "log.txt"
     out = sys.stdout.buffer
     pos = 0
     if path.exists():
@@ -459,6 +483,10 @@ def cmd_cancel(args: argparse.Namespace, home: Path) -> int:
     view = cancel_run(home, run.id)
     if view.status == "cancelled":
         print(f"run {view.id} cancelled (it had not started)")
+    elif view.backend == "slurm":
+        job = f"Slurm job {view.cluster_job_id}" if view.cluster_job_id else "its Slurm job"
+        print(f"run {view.id}: cancel requested; scancel {job}: a running worker finishes its step, "
+              f"checkpoints and stops (SIGKILL after the cluster's KillWait)")
     else:
         grace = cancel_grace_s(store_runs.get_settings(home))
         print(f"run {view.id}: cancel requested; the worker finishes its step, checkpoints and stops "
@@ -528,9 +556,9 @@ def cmd_rm(args: argparse.Namespace, home: Path) -> int:
         folder = None
         if run.run_dir:
             try:
-                folder = ensure_inside(home, Path(run.run_dir))
+                folder = ensure_run_folder(home, Path(run.run_dir))
             except PathError:
-                raise CliError(f"run {run.id}'s folder {run.run_dir} is outside the store {home}; "
+                raise CliError(f"run {run.id}'s folder {run.run_dir} is outside the store {home} and its runs roots; "
                                f"not deleting it") from None
         if run.id not in [r.id for r, _ in runs]:
             runs.append((run, folder))
@@ -566,6 +594,12 @@ def cmd_settings(args: argparse.Namespace, home: Path) -> int:
                if v is not None}
     if args.slurm_defaults:
         changes["slurm_options"] = _slurm_defaults(home, args.slurm_defaults)
+    if args.runs_root is not None:
+        changes["runs_root"] = _runs_root_setting(home, args.runs_root)
+        from engine.control.runs_root import known_roots
+
+        used = [str(r) for r in known_roots(home)[1:]]  # the folders made under an older root stay valid
+        changes["runs_roots_used"] = sorted({*used, *([changes["runs_root"]] if changes["runs_root"] else [])})
     for key, value in changes.items():
         store_runs.set_setting(home, key, value)
     if db_path(home).exists():
@@ -582,6 +616,7 @@ def cmd_settings(args: argparse.Namespace, home: Path) -> int:
     print(f"cancel_grace_s  {settings['cancel_grace_s']:<4g}    seconds from SIGTERM to SIGKILL on cancel")
     viz_slots = settings.get("viz_max_concurrent", 1)
     print(f"viz_max_concurrent {viz_slots:<4} visualization jobs the supervisor runs at once")
+    print(f"runs_root       {settings.get('runs_root') or home}    where new run folders go")
     print(f"backend         {settings.get('backend', 'local'):<6}  where new runs run (local, slurm)")
     slurm = settings.get("slurm_options") or {}
     if slurm or settings.get("backend") == "slurm":
@@ -596,6 +631,31 @@ def cmd_settings(args: argparse.Namespace, home: Path) -> int:
         if supervisor_work_pending(home):
             ensure_supervisor(home)  # a raised max_concurrent takes effect on its next tick
     return EXIT_OK
+
+
+def _runs_root_setting(home: Path, text: str) -> str | None:
+    """`--runs-root DIR`: an absolute folder (made 0700) that may stand on a #SBATCH line; 'home' clears it."""
+    from engine.backends.base import BackendError
+    from engine.backends.slurm import safe_path
+
+    if text.strip().lower() == "home":
+        return None
+    if not text.strip() or "\x00" in text:
+        raise CliError("--runs-root needs a folder")
+    root = Path(os.path.expanduser(text)).resolve()
+    try:
+        safe_path(root, "--runs-root")
+    except BackendError as e:
+        raise CliError(str(e)) from None
+    if root == home:
+        return None
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise CliError(f"--runs-root {root}: {e.strerror or e}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise CliError(f"--runs-root {root} is not writable")
+    return str(root)
 
 
 def _slurm_defaults(home: Path, items: list[str]) -> dict[str, Any]:

@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.control.paths import ensure_inside
-
 
 def worker_argv(run_dir: Path) -> list[str]:
     return [sys.executable, "-m", "engine.worker", str(run_dir)]
@@ -32,7 +30,9 @@ def spawn_worker(home: Path, run_dir: Path, *, new_session: bool, nice: int = 0,
     new_session=True makes the worker a process-group leader detached from the terminal (queued runs);
     False keeps it in the caller's group so a terminal Ctrl-C reaches it too (headless runs).
     """
-    run_dir = ensure_inside(home, run_dir)
+    from engine.control.runs_root import ensure_run_folder
+
+    run_dir = ensure_run_folder(home, run_dir)
     return spawn_logged(worker_argv(run_dir), run_dir, new_session=new_session, nice=nice, env_extra=env_extra)
 
 

@@ -16,6 +16,7 @@ from engine.control.config import default_run_name, validate_config
 from engine.control.datasets import check_dataset_available
 from engine.control.gitinfo import source_commit
 from engine.control.paths import create_run_dir, ensure_home, run_dir_for, write_json_atomic
+from engine.control.runs_root import ensure_run_folder, runs_root
 from store import runs as store_runs
 from store.views import RunView
 
@@ -27,7 +28,7 @@ def folder_maker(home: Path, cfg: dict[str, Any], after: Callable[[Path], None] 
     can never claim a run whose folder is still being filled.
     """
     def prepare(view: RunView) -> str:
-        path = run_dir_for(home, view.id, view.name)
+        path = run_dir_for(ensure_home(runs_root(home)), view.id, view.name)
         create_run_dir(path)
         try:
             write_json_atomic(path / "config.json", cfg)
@@ -99,9 +100,7 @@ def cancel_grace_s(settings: dict[str, Any]) -> float:
 def _run_folder(home: Path, run: RunView) -> Path:
     if not run.run_dir:
         raise SubmitError(f"run {run.id} has no folder")
-    from engine.control.paths import ensure_inside
-
-    return ensure_inside(home, Path(run.run_dir))
+    return ensure_run_folder(home, Path(run.run_dir))
 
 
 def resume_run(home: Path, run_ref: str | int) -> RunView:

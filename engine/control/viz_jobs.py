@@ -18,7 +18,8 @@ from typing import Any
 
 from engine.control.config import RECIPES
 from engine.control.follow import log_tail, outcome
-from engine.control.paths import PathError, ensure_inside
+from engine.control.paths import PathError
+from engine.control.runs_root import ensure_run_folder
 from engine.control.submit import SubmitError
 from engine.control.viz_spec import (
     FINAL_CHECKPOINT,
@@ -51,7 +52,7 @@ def _run(home: Path, run_id: int, what: str) -> RunView:
     if not run.run_dir:
         raise SubmitError(f"{what} {run_id} has no folder")
     try:
-        ensure_inside(home, Path(run.run_dir))
+        ensure_run_folder(home, Path(run.run_dir))
     except PathError as e:
         raise SubmitError(str(e)) from None
     if not Path(run.run_dir).is_dir():
