@@ -10,7 +10,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from engine.backends.slurm import SCRIPT_NAME, SlurmBackend
 from engine.control.follow import log_tail
 from tests.helpers import make_run_dir, records, tiny_npz
 from tests.slurm_cluster import SlurmCluster, start_test_cluster
+from tests.test_supervisor import wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -51,17 +52,6 @@ def tiny_run(base: Path, npz: Path, epochs: int, *extra: str) -> Path:
     base.mkdir(parents=True, exist_ok=True)
     return make_run_dir(base, "baseline", f"dataset=npz:{npz}", "width=8", "batch_size=32", "device=cpu",
                         "threads=1", f"epochs={epochs}", "log_every=4", "keep_every=0", *extra)
-
-
-def wait_for(pred: Callable[[], object], timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 def wait_terminal(backend: SlurmBackend, job: str, timeout: float = JOB_TIMEOUT) -> ClusterState:

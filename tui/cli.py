@@ -187,16 +187,22 @@ FLAG_FIELDS = {"dataset": "dataset", "data_root": "data_root", "download": "down
                "precision": "precision", "name": "name"}
 
 
+def read_config_file(path: str) -> dict[str, Any]:
+    """`--config FILE`: a JSON object (a run's config.json will do), or a one-line ConfigError."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"--config {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path} must hold a JSON object")
+    return data
+
+
 def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Recipe defaults <- --config file <- flags <- --set; validated (raises ConfigError)."""
     overrides: dict[str, Any] = {}
     if args.config_file:
-        try:
-            data = json.loads(Path(args.config_file).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ConfigError(f"--config {args.config_file}: {e}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"--config {args.config_file} must hold a JSON object")
+        data = read_config_file(args.config_file)
         overrides.update({k: v for k, v in data.items() if k != "recipe"})
     for attr, field in FLAG_FIELDS.items():
         value = getattr(args, attr, None)

@@ -157,21 +157,15 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
 
 def cmd_sweep(args: argparse.Namespace, home: Path) -> int:
     """A grid of queued runs (engine/control/sweep.py); every point is validated before any run exists."""
-    from engine.control.config import ConfigError
     from engine.control.datasets import check_dataset_available
     from engine.control.launcher import ensure_supervisor
     from engine.control.submit import create_run
     from engine.control.sweep import expand_sweep
-    from tui.cli import FLAG_FIELDS
+    from tui.cli import FLAG_FIELDS, read_config_file
 
     base: dict[str, Any] = {}
     if args.config_file:
-        try:
-            data = json.loads(Path(args.config_file).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ConfigError(f"--config {args.config_file}: {e}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"--config {args.config_file} must hold a JSON object")
+        data = read_config_file(args.config_file)
         base.update({k: v for k, v in data.items() if k not in ("recipe", "name")})
     for attr, key in FLAG_FIELDS.items():
         value = getattr(args, attr, None)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from store.views import RunView
 
 # Status colours (Rich styles). Kept here rather than in the .tcss because they colour table cells.
 STATUS_STYLES: dict[str, str] = {
@@ -45,6 +48,37 @@ def status_text(status: str, queue_pos: int | None = None, cancelling: bool = Fa
     if cancelling and status == "running":
         label = "stopping"
     return Text(f"{glyph} {label}", style=STATUS_STYLES.get(status, ""))
+
+
+# A Slurm run that was submitted but has not started: a `running` row (the claim moved it out of the queue)
+# that `ganmgr ls` and `show` call `pending`. Its own colour, so "waiting on the cluster" never reads as
+# "training" (cyan) or "in our queue" (yellow).
+PENDING_STYLE = "bold dodger_blue1"
+PENDING_GLYPH = "◷"
+
+
+def run_status_word(run: RunView) -> str:
+    """The status word `ganmgr ls` and `show` print (`pending` for a Slurm job waiting on the cluster,
+    `cancelling`), from the CLI's own helper so the table and the CLI never disagree."""
+    from tui.commands import _status_text  # the store behind it; the runs loader imported it already
+
+    return _status_text(run)
+
+
+def run_status_text(run: RunView, queue_pos: int | None = None) -> Text:
+    """status_text for a run row: `◷ pending` for a Slurm job waiting on the cluster, else as status_text."""
+    if run_status_word(run) == "pending":
+        return Text(f"{PENDING_GLYPH} pending", style=PENDING_STYLE)
+    return status_text(run.status, queue_pos, run.cancel_requested)
+
+
+def cluster_reason(run: RunView) -> str:
+    """Why a pending Slurm job waits, in Slurm's words (`Priority`, `Resources`, ...); `submitting` while
+    sbatch has not answered; '' when Slurm gives no reason."""
+    if run.cluster_state == "SUBMITTING":
+        return "submitting"
+    reason = run.cluster_reason or ""
+    return "" if reason in ("None", "(null)") else reason
 
 
 def progress_bar(progress: float | None, width: int = 8, style: str = "cyan", thin: bool = False) -> Text:

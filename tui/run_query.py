@@ -1,8 +1,9 @@
 """What the runs table shows and in which order: the `/` filter language and the sort orders. Pure.
 
 Filter: space-separated terms, all of which must match. `status:running` (also `s:`), `recipe:baseline`
-(`r:`), `tag:sweep` (`t:`) match a field exactly; a bare status name (`failed`) matches the status; any
-other word matches case-insensitively inside the name, recipe, dataset, notes or tags. Several values of
+(`r:`), `tag:sweep` (`t:`), `sweep:NAME` (`w:`, a sweep's runs) and `backend:slurm` (`b:`) match a field
+exactly; a bare status name (`failed`, or `pending`: a Slurm job waiting on the cluster) matches the status;
+any other word matches case-insensitively inside the name, recipe, dataset, notes or tags. Several values of
 one field may be comma-separated (`status:failed,lost`). The table filters the snapshot it already holds,
 so typing never touches the database.
 """
@@ -16,7 +17,11 @@ from dataclasses import dataclass
 from store.views import STATUSES, RunView
 
 _FIELD_ALIASES = {"status": "status", "s": "status", "is": "status", "recipe": "recipe", "r": "recipe",
-                  "tag": "tag", "t": "tag"}
+                  "tag": "tag", "t": "tag", "sweep": "sweep", "w": "sweep", "backend": "backend",
+                  "b": "backend"}
+PENDING = "pending"  # not a store status: a `running` Slurm row whose job waits on the cluster
+FILTER_STATUSES: tuple[str, ...] = (*STATUSES, PENDING)
+BACKENDS: tuple[str, ...] = ("local", "slurm")
 SORTS: tuple[str, ...] = ("queue", "id", "name", "status", "test acc", "started", "duration")
 
 
@@ -30,13 +35,20 @@ class RunFilter:
     recipes: frozenset[str] = frozenset()
     tags: frozenset[str] = frozenset()
     words: tuple[str, ...] = ()
+    sweeps: frozenset[str] = frozenset()
+    backends: frozenset[str] = frozenset()
 
     @property
     def empty(self) -> bool:
-        return not (self.statuses or self.recipes or self.tags or self.words)
+        return not (self.statuses or self.recipes or self.tags or self.words or self.sweeps or self.backends)
 
     def matches(self, run: RunView) -> bool:
-        if self.statuses and run.status not in self.statuses:
+        if self.statuses and run.status not in self.statuses and not (
+                PENDING in self.statuses and is_pending(run)):
+            return False
+        if self.sweeps and run.sweep not in self.sweeps:
+            return False
+        if self.backends and run.backend not in self.backends:
             return False
         if self.recipes and run.recipe not in self.recipes:
             return False
@@ -53,13 +65,15 @@ def parse_filter(query: str) -> RunFilter:
     statuses: set[str] = set()
     recipes: set[str] = set()
     tags: set[str] = set()
+    sweeps: set[str] = set()
+    backends: set[str] = set()
     words: list[str] = []
     for term in query.split():
         key, sep, value = term.partition(":")
         field = _FIELD_ALIASES.get(key.lower()) if sep else None
         if field is None:
             low = term.lower()
-            if low in STATUSES:
+            if low in FILTER_STATUSES:
                 statuses.add(low)
             else:
                 words.append(low)
@@ -69,19 +83,82 @@ def parse_filter(query: str) -> RunFilter:
             raise FilterError(f"'{term}' needs a value after ':'")
         if field == "status":
             for v in values:
-                if v.lower() not in STATUSES:
-                    raise FilterError(f"unknown status '{v}'; one of {', '.join(STATUSES)}")
+                if v.lower() not in FILTER_STATUSES:
+                    raise FilterError(f"unknown status '{v}'; one of {', '.join(FILTER_STATUSES)}")
                 statuses.add(v.lower())
+        elif field == "backend":
+            for v in values:
+                if v.lower() not in BACKENDS:
+                    raise FilterError(f"unknown backend '{v}'; one of {', '.join(BACKENDS)}")
+                backends.add(v.lower())
         elif field == "recipe":
             recipes.update(values)
+        elif field == "sweep":
+            sweeps.update(values)
         else:
             tags.update(values)
-    return RunFilter(frozenset(statuses), frozenset(recipes), frozenset(tags), tuple(words))
+    return RunFilter(frozenset(statuses), frozenset(recipes), frozenset(tags), tuple(words), frozenset(sweeps),
+                     frozenset(backends))
+
+
+def is_pending(run: RunView) -> bool:
+    """A Slurm run submitted but not started (what `ganmgr ls` shows as `pending`)."""
+    if run.backend != "slurm" or run.status != "running":
+        return False
+    from tui.formatting import run_status_word
+
+    return run_status_word(run) == PENDING
+
+
+def sweep_filter(name: str) -> str:
+    """The filter text that shows one sweep's runs."""
+    return f"sweep:{name}"
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """One sweep at a glance: how many runs in each shown status, and its best run by test accuracy."""
+
+    name: str
+    runs: int
+    counts: dict[str, int]  # shown status word (`pending` included) -> runs
+    best: RunView | None  # the highest best_test_acc (else last_test_acc)
+    best_acc: float | None
+    axes: tuple[str, ...]  # the swept keys, from the points' labels (`lr=... width=...`)
+
+
+def sweep_summary(name: str, runs: Iterable[RunView]) -> SweepSummary:
+    members = [r for r in runs if r.sweep == name]
+    counts: dict[str, int] = {}
+    best: RunView | None = None
+    best_acc: float | None = None
+    axes: dict[str, None] = {}
+    for r in members:
+        word = PENDING if is_pending(r) else r.status
+        counts[word] = counts.get(word, 0) + 1
+        acc = _num(r.best_test_acc) if _num(r.best_test_acc) is not None else _num(r.last_test_acc)
+        if acc is not None and (best_acc is None or acc > best_acc):
+            best, best_acc = r, acc
+        for part in point_label(r).split():
+            key, eq, _ = part.partition("=")
+            if eq:
+                axes[key] = None
+    return SweepSummary(name, len(members), counts, best, best_acc, tuple(axes))
+
+
+def point_label(run: RunView) -> str:
+    """A sweep run's point (`lr=0.0002 width=128`): the first line of its notes, as `ganmgr sweep` wrote it."""
+    if not run.sweep or not run.notes:
+        return ""
+    first = run.notes.splitlines()[0].strip()
+    return first if "=" in first else ""
 
 
 def queue_positions(runs: Iterable[RunView]) -> dict[int, int]:
     """Run id -> 1-based place in the queue (priority first, then id), for queued runs only."""
-    queued = sorted((r for r in runs if r.status == "queued"), key=lambda r: (-r.priority, r.id))
+    # A queued Slurm run is not in this queue: the supervisor submits it at once and Slurm schedules it.
+    queued = sorted((r for r in runs if r.status == "queued" and r.backend != "slurm"),
+                    key=lambda r: (-r.priority, r.id))
     return {r.id: i + 1 for i, r in enumerate(queued)}
 
 

@@ -16,7 +16,12 @@ from tui.widgets.key_bar import KeyBar
 
 FILTER_HELP = (
     "Filter (/): words match name, recipe, dataset, notes and tags; status:running (or just 'running'), "
-    "recipe:baseline, tag:sweep; several values with commas (status:failed,lost); escape clears."
+    "recipe:baseline, tag:x, sweep:NAME, backend:slurm, 'pending' (Slurm jobs waiting on the cluster); "
+    "several values with commas (status:failed,lost); escape clears.\n\n"
+    "Slurm runs: '◷ pending' until the cluster starts the job, with Slurm's reason (Priority, Resources...) "
+    "where the progress bar would be; the 'slurm job' column (the table's last) has the job id. "
+    "Sweeps: w on a sweep's run shows only that sweep, with a summary line (runs per status, the best test "
+    "accuracy and its point) and each run's point in the name column; w again shows every run."
 )
 
 

@@ -1,6 +1,10 @@
 """The new-run form (`n`) and the fork form (`f`): the recipe's defaults (or the parent's config) filled in,
 every input checked as it is typed, the error under the input it belongs to, submit enqueues.
 
+A new run also picks its backend (the store's `backend` setting first): with slurm, the Slurm fields appear,
+filled in from the store's `slurm_options`, and are checked exactly as `ganmgr run --backend slurm` checks
+its flags. A fork runs on this machine (engine.control.submit.fork_run takes no backend).
+
 Rules live in `tui.run_form` (pure); this screen moves text in and errors out. The submit itself (row,
 folder, data check, supervisor start) runs in a thread worker; a ConfigError it raises lands inline too.
 """
@@ -10,7 +14,7 @@ from __future__ import annotations
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Select, Static
@@ -20,15 +24,18 @@ from store.errors import StoreError
 from store.views import RunView
 from tui.messages import RunsChanged
 from tui.run_form import (
+    BACKENDS,
     CONFIG_INPUTS,
     DATASET_SUGGESTIONS,
     FORK_INPUTS,
     GENERAL,
     META_INPUTS,
+    SLURM_INPUTS,
     FormCheck,
     RunRequest,
     check_form,
     error_field,
+    slurm_text_values,
     text_values,
 )
 from tui.screens.base import GanmgrScreen
@@ -68,6 +75,9 @@ class NewRunScreen(GanmgrScreen[RunView | None]):
         if self.recipe not in RECIPES:
             self.recipe = DEFAULT_RECIPE
         self._submitting = False
+        self.backend = "local"
+        self.slurm_defaults: dict = {}
+        self.max_segments_setting: object = None
 
     @property
     def fork(self) -> bool:
@@ -81,6 +91,24 @@ class NewRunScreen(GanmgrScreen[RunView | None]):
             return values
         return text_values(RECIPES[self.recipe].default_config())
 
+    def _read_settings(self) -> None:
+        """The store's default backend and Slurm options (a store not created yet has none)."""
+        from store.db import db_path
+
+        if self.fork or not db_path(self.home).exists():
+            return
+        from store import runs as store_runs
+
+        try:
+            settings = store_runs.get_settings(self.home)
+        except StoreError:
+            return
+        backend = settings.get("backend")
+        self.backend = backend if backend in BACKENDS else "local"
+        self.max_segments_setting = settings.get("max_segments")
+        options = settings.get("slurm_options")
+        self.slurm_defaults = dict(options) if isinstance(options, dict) else {}
+
     def compose(self) -> ComposeResult:
         if self.parent_run is not None:
             p = self.parent_run
@@ -88,6 +116,7 @@ class NewRunScreen(GanmgrScreen[RunView | None]):
         else:
             title = "New run  (defaults of the recipe; ctrl+s queues it)"
         yield Static(title, id="form-title")
+        self._read_settings()
         values = self._initial_values()
         with VerticalScroll(id="form"):
             with Horizontal(classes="form-row"):
@@ -103,6 +132,8 @@ class NewRunScreen(GanmgrScreen[RunView | None]):
                     yield Input(values.get(key, ""), placeholder=placeholder, id=f"in-{key}", compact=True,
                                 suggester=suggester)
                 yield Static("", id=f"err-{key}", classes="field-error")
+            if not self.fork:
+                yield from self._compose_backend()
             yield Static("", id=f"err-{GENERAL}", classes="field-error")
             with Horizontal(id="form-buttons"):
                 yield Button("Fork" if self.fork else "Queue run", id="form-submit", variant="primary",
@@ -110,7 +141,28 @@ class NewRunScreen(GanmgrScreen[RunView | None]):
                 yield Button("Cancel", id="form-cancel", compact=True)
         yield KeyBar()
 
+    def _compose_backend(self) -> ComposeResult:
+        with Horizontal(classes="form-row"):
+            yield Label("backend", classes="form-label")
+            yield Select([(name, name) for name in BACKENDS], value=self.backend, allow_blank=False,
+                         id="in-backend", compact=True)
+        yield Static("", id="err-backend", classes="field-error")
+        values = slurm_text_values(self.slurm_defaults)
+        with Vertical(id="slurm-fields"):
+            yield Static("sbatch runs the run folder's job.sbatch; past the time limit a new job continues it",
+                         classes="form-help", id="slurm-help")
+            for key, label, placeholder in SLURM_INPUTS:
+                if key == "slurm-max-segments" and self.max_segments_setting is not None:
+                    placeholder = placeholder.replace("max_segments, 20",
+                                                      f"max_segments, {self.max_segments_setting}")
+                with Horizontal(classes="form-row"):
+                    yield Label(label, classes="form-label")
+                    yield Input(values.get(key, ""), placeholder=placeholder, id=f"in-{key}", compact=True)
+                yield Static("", id=f"err-{key}", classes="field-error")
+
     def on_mount(self) -> None:
+        if not self.fork:
+            self.query_one("#slurm-fields").display = self.backend == "slurm"
         self.query_one("#in-epochs" if self.fork else "#in-recipe").focus()
         self._validate()
 
@@ -121,7 +173,8 @@ class NewRunScreen(GanmgrScreen[RunView | None]):
 
     def _check(self) -> FormCheck:
         base = self.parent_run.config if self.parent_run is not None else None
-        return check_form(self.recipe, self.values(), base=base, fork=self.fork)
+        return check_form(self.recipe, self.values(), base=base, fork=self.fork, backend=self.backend,
+                          slurm_defaults=self.slurm_defaults)
 
     def _validate(self) -> FormCheck:
         check = self._check()
@@ -160,6 +213,15 @@ class NewRunScreen(GanmgrScreen[RunView | None]):
             if inp.value == old_defaults.get(key):  # untouched: follow the recipe's default
                 inp.value = text
         self.query_one("#recipe-summary", Static).update(RECIPES[new].summary)
+        self._validate()
+
+    @on(Select.Changed, "#in-backend")
+    def _backend_changed(self, event: Select.Changed) -> None:
+        new = str(event.value)
+        if new == self.backend or new not in BACKENDS:
+            return
+        self.backend = new
+        self.query_one("#slurm-fields").display = new == "slurm"
         self._validate()
 
     # -- submitting ------------------------------------------------------------------------------------
@@ -204,7 +266,9 @@ class NewRunScreen(GanmgrScreen[RunView | None]):
             else:
                 from engine.control.submit import enqueue
 
-                view = enqueue(self.home, req.cfg, tags=req.tags, notes=req.notes, priority=req.priority)
+                view = enqueue(self.home, req.cfg, tags=req.tags, notes=req.notes, priority=req.priority,
+                               backend=req.backend, backend_options=req.backend_options,
+                               max_segments=req.max_segments)
         except ConfigError as e:
             self.post_message(self.SubmitFailed(error_field(str(e)), str(e)))
             return
@@ -224,5 +288,6 @@ class NewRunScreen(GanmgrScreen[RunView | None]):
     def _done(self, event: Submitted) -> None:
         run = event.run
         verb = "forked" if self.fork else "queued"
-        self.app.post_message(RunsChanged(run.id, f"{verb} run {run.id} {run.name}"))
+        where = " for Slurm (the supervisor submits it with sbatch)" if run.backend == "slurm" else ""
+        self.app.post_message(RunsChanged(run.id, f"{verb} run {run.id} {run.name}{where}"))
         self.dismiss(run)

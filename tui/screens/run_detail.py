@@ -1,5 +1,7 @@
 """One run (`enter`): live charts of its loss terms and accuracies, its status and config, log tail,
-files and images.
+files and images. A Slurm run also gets a `slurm` panel: the lines `ganmgr show` prints for it (backend and
+options, cluster job, state and reason, segments, sweep) and its history (each segment's submission, start
+and end), newest last.
 
 A thread worker follows the run folder (`tui.follow.RunFollower`, by byte offset, whole lines only) and
 re-reads the run's row once a second; it hands updates over through a deque and a coalescing message, so
@@ -15,6 +17,8 @@ import time
 from collections import deque
 from pathlib import Path
 
+from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -25,11 +29,13 @@ from textual.widgets import Log
 from textual.worker import get_current_worker
 
 from engine.control.config import RECIPES
-from store.views import ArtifactView, RunView, VizJobView
+from store.views import ArtifactView, RunEventView, RunView, VizJobView
 from tui.external import open_external, scp_line, viewer_argv
 from tui.follow import FollowUpdate, RunFollower
 from tui.formatting import (
+    PENDING_STYLE,
     STATUS_STYLES,
+    cluster_reason,
     fmt_duration,
     fmt_epoch,
     fmt_number,
@@ -39,6 +45,8 @@ from tui.formatting import (
     log_line,
     one_line,
     progress_bar,
+    run_status_text,
+    run_status_word,
     short_dataset,
     status_text,
 )
@@ -63,6 +71,7 @@ JOB_LINES = 4  # visualization jobs listed on the run screen (the newest)
 NARROW = 110  # below this many columns the side panel gets narrower and the file list hides
 ACC_COLORS = {TRAIN_ACC: PALETTE[0], TEST_ACC: PALETTE[1]}
 CONFIG_SUMMARY = ("width", "batch_size", "lr", "epochs", "seed", "device", "precision")
+HISTORY_LINES = 6  # the newest run_events lines in the slurm panel (`ganmgr show` lists them all)
 
 
 class RunScreen(RunActions, GanmgrScreen[None]):
@@ -95,11 +104,14 @@ class RunScreen(RunActions, GanmgrScreen[None]):
             return isinstance(message, RunScreen.Pending)
 
     class RowRead(Message):
-        def __init__(self, run: RunView, artifacts: list[ArtifactView], jobs: list[VizJobView]) -> None:
+        def __init__(self, run: RunView, artifacts: list[ArtifactView], jobs: list[VizJobView],
+                     events: list[RunEventView] | None = None, max_segments: int | None = None) -> None:
             super().__init__()
             self.run = run
             self.artifacts = artifacts
             self.jobs = jobs
+            self.events = events or []
+            self.max_segments = max_segments  # the store's setting (a run without its own limit uses it)
 
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, RunScreen.RowRead)
@@ -118,6 +130,9 @@ class RunScreen(RunActions, GanmgrScreen[None]):
         self._row_now = threading.Event()  # read the row (and jobs) at the next poll, not in 5 s
         self.artifacts: list[ArtifactView] = []
         self.jobs: list[VizJobView] = []
+        self.events: list[RunEventView] = []  # the run's history, read for Slurm runs (their segments)
+        self._cluster_shown: tuple | None = None
+        self.store_max_segments: int | None = None
         self.watched: set[int] = set()  # jobs queued from here: their image opens when they complete
         self.updates_applied = 0  # follower updates taken in (tests read it)
 
@@ -137,6 +152,7 @@ class RunScreen(RunActions, GanmgrScreen[None]):
                 yield MetricChart(second, id="acc-chart")
             with Vertical(id="run-side"):
                 yield QuietStatic(id="run-info")
+                yield QuietStatic(id="run-cluster")
                 yield ImagePanel(id="run-images")
                 yield QuietStatic(id="run-jobs")
                 yield QuietStatic(id="run-files")
@@ -148,6 +164,8 @@ class RunScreen(RunActions, GanmgrScreen[None]):
         self.query_one("#run-files").border_title = "files"
         self.query_one("#run-jobs").border_title = "visualization jobs (v)"
         self.query_one("#run-jobs").display = False
+        self.query_one("#run-cluster").border_title = "slurm"
+        self.query_one("#run-cluster").display = self.run.backend == "slurm"
         log = self.query_one("#run-log", Log)
         log.border_title = "log.txt"
         log.can_focus = False
@@ -200,7 +218,11 @@ class RunScreen(RunActions, GanmgrScreen[None]):
                 if view is not None:
                     arts = store_runs.list_artifacts(self.home, self.run.id)
                     jobs = store_runs.list_viz_jobs(self.home, run_id=self.run.id)
-                    self.post_message(self.RowRead(view, arts, jobs))
+                    events, limit = [], None
+                    if view.backend == "slurm":
+                        events = store_runs.list_events(self.home, self.run.id)
+                        limit = store_runs.get_settings(self.home).get("max_segments")
+                    self.post_message(self.RowRead(view, arts, jobs, events, limit))
             # Back off while the app is behind on its messages (a huge backlog being read).
             backlog = self.app.message_queue_size + self.message_queue_size
             base = IDLE_POLL_S if finished else POLL_S
@@ -233,6 +255,8 @@ class RunScreen(RunActions, GanmgrScreen[None]):
         self.run = event.run
         self.artifacts = event.artifacts
         self.jobs = event.jobs
+        self.events = event.events
+        self.store_max_segments = event.max_segments
         for job in event.jobs:
             if job.id in self.watched and job.is_terminal:
                 self.watched.discard(job.id)
@@ -279,21 +303,34 @@ class RunScreen(RunActions, GanmgrScreen[None]):
 
     def _render_run(self) -> None:
         r = self.run
-        title = status_text(r.status, cancelling=r.cancel_requested)
+        title = run_status_text(r)
         head = f" #{r.id} {r.name}  "
-        line = progress_bar(r.progress if r.status != "completed" else 1.0, width=10)
+        pending = run_status_word(r) == "pending"
+        line = progress_bar(r.progress if r.status != "completed" else 1.0, width=10,
+                            style=PENDING_STYLE.replace("bold ", "") if pending else "cyan")
         bits = [f"epoch {fmt_epoch(r.epoch, r.epochs)}"]
         if r.images_per_s and r.status == "running":
             bits.append(f"{fmt_rate(r.images_per_s)} img/s")
         if r.duration_s is not None:
             bits.append(fmt_duration(r.duration_s))
+        if r.backend == "slurm" and r.cluster_job_id:
+            bits.append(f"slurm job {r.cluster_job_id}")
         text = Text()
         text.append(head, style="bold")
         text.append_text(title)
         text.append("  ")
         text.append_text(line)
         text.append("   " + "  ".join(bits))
+        if pending:
+            text.append(f"  waiting: {cluster_reason(r) or 'no reason given yet'}", style=PENDING_STYLE)
         self.query_one("#run-title", QuietStatic).show(text)
+        cluster = self.query_one("#run-cluster", QuietStatic)
+        cluster.display = r.backend == "slurm"
+        if r.backend == "slurm":
+            signature, content = self._cluster_content()
+            if signature != self._cluster_shown:  # a Group has no text to compare: compare the lines
+                self._cluster_shown = signature
+                cluster.update(content)
         self.query_one("#run-info", QuietStatic).show(self._info_text())
         self.query_one("#run-files", QuietStatic).show(self._files_text())
         jobs = self.query_one("#run-jobs", QuietStatic)
@@ -341,6 +378,39 @@ class RunScreen(RunActions, GanmgrScreen[None]):
         if r.error:
             t.append(one_line(r.error, 300) + "\n", style=STATUS_STYLES.get(r.status, "red"))
         return t.rstrip() or t
+
+    def _cluster_content(self) -> tuple[tuple, Group]:
+        """`ganmgr show`'s backend lines (the same helper), then the newest history lines (the segments'
+        submissions, starts and ends), one line each so the newest always fits; with a signature, so the
+        panel repaints only when one of them changed."""
+        from tui.commands import _backend_lines  # the store behind it; the follower imported it already
+
+        limit = self.store_max_segments
+        lines = _backend_lines(self.run, limit if isinstance(limit, int) and not isinstance(limit, bool) else None)
+        events = self.events[-HISTORY_LINES:]
+        signature = (tuple(lines), tuple((e.id, e.message) for e in events), len(self.events),
+                     run_status_word(self.run))
+        show = Table.grid(padding=(0, 1))
+        show.add_column(style="dim", no_wrap=True)
+        show.add_column()
+        for key, value in lines:
+            style = PENDING_STYLE if key == "cluster job" and run_status_word(self.run) == "pending" else ""
+            show.add_row(key, Text(value.replace("    ", "  "), style=style))
+        parts: list = [show]
+        if events:
+            earlier = len(self.events) - len(events)
+            parts.append(Text("history" + (f"  (… {earlier} earlier: ganmgr show {self.run.id})" if earlier
+                                           else ""), style="dim"))
+            history = Table.grid(padding=(0, 1), expand=True)
+            history.add_column(style="dim", no_wrap=True, min_width=11)
+            history.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
+            today = time.localtime().tm_yday
+            for e in events:
+                at = time.localtime(e.at)
+                when = time.strftime("%H:%M:%S" if at.tm_yday == today else "%m-%d %H:%M", at)
+                history.add_row(when, one_line(e.message or e.status, 300))
+            parts.append(history)
+        return signature, Group(*parts)
 
     def _files_text(self) -> str:
         if not self.artifacts:

@@ -5,6 +5,10 @@ on a big store: each tick asks only for the rows changed since the last one (new
 and the whole table is re-read when something structural may have happened (a new or queued run, a
 status change, an action of ours) and every FULL_RELOAD_S anyway. Filtering and sorting work on the
 snapshot in memory, so typing a filter never waits for the database.
+
+Sweeps: `w` narrows the table to the selected run's sweep (the filter `sweep:NAME`, so `/` shows and edits
+it); a line above the table then sums the sweep up (runs per status, the best test accuracy and its point),
+and the name column shows each run's point (`lr=0.0002 width=128`) instead of `<sweep>-<i>`.
 """
 
 from __future__ import annotations
@@ -21,9 +25,21 @@ from textual.widgets import DataTable, Input
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from store.views import RunView
-from tui.formatting import short_path
+from tui.formatting import PENDING_GLYPH, PENDING_STYLE, STATUS_GLYPHS, STATUS_STYLES, fmt_pct, short_path
 from tui.messages import RunsChanged
-from tui.run_query import SORTS, FilterError, RunFilter, order_runs, parse_filter, queue_positions
+from tui.run_query import (
+    PENDING,
+    SORTS,
+    FilterError,
+    RunFilter,
+    is_pending,
+    order_runs,
+    parse_filter,
+    point_label,
+    queue_positions,
+    sweep_filter,
+    sweep_summary,
+)
 from tui.screens.base import GanmgrScreen
 from tui.screens.compare import CompareScreen
 from tui.screens.new_run import NewRunScreen
@@ -60,6 +76,9 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
         # Priority (so "/failed" typed fast lands in the filter, not on the f key); off while typing in it.
         Binding("slash", "filter", "Filter", id="runs-filter", tooltip="filter the table (see below)",
                 priority=True),
+        Binding("w", "sweep", "Sweep", id="runs-sweep",
+                tooltip="show only the selected run's sweep, summed up above the table (again: all runs); "
+                        "the filter sweep:NAME does the same"),
         Binding("s", "cycle_sort", "Sort", id="runs-sort",
                 tooltip="next sort: queue (running, queue order, newest), id, name, status, test acc, "
                         "started, duration"),
@@ -101,12 +120,14 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
         yield QuietStatic(id="runs-title")
         yield FilterInput(placeholder="filter: words, status:running, recipe:baseline, tag:x", id="runs-filter",
                           compact=True)
+        yield QuietStatic("", id="runs-sweep")
         yield RunsTable(id="runs-table")
         yield QuietStatic("", id="runs-empty")
         yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#runs-filter", Input).display = False
+        self.query_one("#runs-sweep").display = False
         self.query_one(RunsTable).focus()
         self._render_title()
         self.set_interval(TICK_S, self.tick)
@@ -207,12 +228,13 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
     def _cells(self, run: RunView, queue_pos: int | None, now: float) -> tuple:
         """A run's cells, remembered until the row (or the mark, queue place, clock of a running run)
         changes: a tick over 2,000 runs formats only the few that moved."""
+        label = (point_label(run) or None) if self.filter.sweeps else None  # a sweep's view: its points
         key = (run.updated_at, run.id in self.marks, queue_pos, int(now) if run.status == "running" else None,
-               int(now // 86400))
+               int(now // 86400), label)
         hit = self._cell_cache.get(run.id)
         if hit is not None and hit[0] == key:
             return hit[1]
-        cells = run_cells(run, marked=run.id in self.marks, queue_pos=queue_pos, now=now)
+        cells = run_cells(run, marked=run.id in self.marks, queue_pos=queue_pos, now=now, label=label)
         self._cell_cache[run.id] = (key, cells)
         return cells
 
@@ -234,6 +256,38 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
         if empty.display != (not rows):
             empty.display = not rows
         self._render_title(shown=len(rows))
+        self._render_sweep()
+
+    def _render_sweep(self) -> None:
+        """The sweep line: shown while the filter names exactly one sweep."""
+        bar = self.query_one("#runs-sweep", QuietStatic)
+        names = sorted(self.filter.sweeps)
+        if len(names) != 1:
+            if bar.display:
+                bar.display = False
+            return
+        summary = sweep_summary(names[0], self.snapshot.values())
+        t = Text()
+        t.append(f" sweep {summary.name} ", style="bold reverse")
+        plural = "s" if summary.runs != 1 else ""
+        over = f" over {' × '.join(summary.axes)}" if summary.axes else ""
+        t.append(f" {summary.runs} run{plural}{over} ")
+        for word in (PENDING, "queued", "running", "completed", "failed", "diverged", "killed", "lost",
+                     "cancelled"):
+            n = summary.counts.get(word)
+            if n:
+                glyph = PENDING_GLYPH if word == PENDING else STATUS_GLYPHS.get(word, "·")
+                style = PENDING_STYLE if word == PENDING else STATUS_STYLES.get(word, "")
+                t.append(f" {glyph} {n} {word}", style=style)
+        if summary.best is not None:
+            b = summary.best
+            t.append(f"   best test {fmt_pct(summary.best_acc)}% #{b.id}", style="bold green")
+            label = point_label(b)
+            if label:
+                t.append(f" {label}", style="green")
+        bar.show(t)
+        if not bar.display:
+            bar.display = True
 
     def _tick_clock(self) -> None:
         """Running durations move every second even when the store did not change."""
@@ -252,16 +306,14 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
             shown = len(self.query_one(RunsTable).run_ids)
         counts: dict[str, int] = {}
         for r in self.snapshot.values():
-            counts[r.status] = counts.get(r.status, 0) + 1
+            word = PENDING if is_pending(r) else r.status
+            counts[word] = counts.get(word, 0) + 1
         t = Text()
-        t.append(" ganmgr ", style="bold reverse")
-        if (self.size.width or self.app.size.width) >= 100:  # narrow: the counts matter more than the path
-            t.append(f" {short_path(self.home, 32)}  ", style="dim")
-        else:
-            t.append(" ")
         t.append(f"▶ {counts.get('running', 0)} running", style="cyan")
         t.append("  ")
         t.append(f"… {counts.get('queued', 0)} queued", style="yellow")
+        if counts.get(PENDING):
+            t.append(f"  {PENDING_GLYPH} {counts[PENDING]} pending", style=PENDING_STYLE.replace("bold ", ""))
         t.append(f"  {len(self.snapshot)} runs")
         arrow = "↑" if self.reverse else "↓"
         t.append(f"  sort {self.sort} {arrow}", style="dim")
@@ -269,6 +321,16 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
             t.append(f"  filter: {shown} shown", style="bold magenta")
         if self.marks:
             t.append(f"  {len(self.marks)} marked", style="magenta")
+        head = Text()
+        head.append(" ganmgr ", style="bold reverse")
+        path = f" {short_path(self.home, 32)}  "
+        # The path only where it fits beside the counts (they matter more on a narrow terminal).
+        if (self.size.width or self.app.size.width) >= 100 and \
+                9 + len(path) + t.cell_len <= (self.size.width or self.app.size.width):
+            head.append(path, style="dim")
+        else:
+            head.append(" ")
+        t = head + t
         self.query_one("#runs-title", QuietStatic).show(t)
 
     # -- selection -------------------------------------------------------------------------------------
@@ -339,6 +401,30 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
         if event.key == "escape" and not self.filter.empty:
             box.action_clear()
             event.stop()
+
+    def action_sweep(self) -> None:
+        """The selected run's sweep alone (again, or on a run of no sweep with a sweep shown: all runs)."""
+        box = self.query_one("#runs-filter", FilterInput)
+        run = self.selected_run()
+        shown = sorted(self.filter.sweeps)
+        if run is None or not run.sweep or shown == [run.sweep]:
+            if shown:
+                box.action_clear()
+                return
+            sweeps = sorted({r.sweep for r in self.snapshot.values() if r.sweep})
+            if run is None:
+                self.notify("no run selected", severity="warning")
+            elif sweeps:
+                names = ", ".join(sweeps[:4]) + (f" and {len(sweeps) - 4} more" if len(sweeps) > 4 else "")
+                self.notify(f"run {run.id} is in no sweep; put the cursor on a sweep's run, or filter "
+                            f"with /sweep:NAME ({names})", severity="warning", timeout=6)
+            else:
+                self.notify("no sweeps here yet: ganmgr sweep --recipe R --set key=v1,v2 makes one",
+                            severity="warning", timeout=6)
+            return
+        box.value = sweep_filter(run.sweep)  # the filter line says what is shown; esc clears it
+        box.display = True
+        self.query_one(RunsTable).focus()
 
     def action_cycle_sort(self) -> None:
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]

@@ -18,15 +18,18 @@ from textual.widgets import DataTable
 
 from store.views import RunView
 from tui.formatting import (
+    PENDING_STYLE,
     STATUS_STYLES,
+    cluster_reason,
     fmt_duration,
     fmt_epoch,
     fmt_pct,
     fmt_rate,
     fmt_started,
     progress_bar,
+    run_status_text,
+    run_status_word,
     short_dataset,
-    status_text,
 )
 
 # (key, label, width)
@@ -43,14 +46,21 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("dataset", "dataset", 14),
     ("started", "started", 11),
     ("duration", "time", 6),
+    ("job", "slurm job", 10),
 )
 COLUMN_KEYS = tuple(c[0] for c in COLUMNS)
 MARK = "●"
 
 
-def run_cells(run: RunView, *, marked: bool, queue_pos: int | None, now: float | None = None) -> tuple[Any, ...]:
-    """The table cells of one run, in COLUMNS order."""
-    if run.status == "running":
+def run_cells(run: RunView, *, marked: bool, queue_pos: int | None, now: float | None = None,
+              label: str | None = None) -> tuple[Any, ...]:
+    """The table cells of one run, in COLUMNS order. A Slurm job waiting on the cluster shows Slurm's
+    reason where the progress bar would be; `label` replaces the name (a sweep's point, e.g. `lr=0.0002`)."""
+    pending = run_status_word(run) == "pending"
+    if pending:
+        bar = Text(cluster_reason(run) or "waiting", style=PENDING_STYLE.replace("bold ", "italic "),
+                   overflow="ellipsis", no_wrap=True)
+    elif run.status == "running":
         bar = progress_bar(run.progress, style="cyan")
     elif run.status == "completed":
         bar = progress_bar(1.0, style="green", thin=True)
@@ -66,8 +76,8 @@ def run_cells(run: RunView, *, marked: bool, queue_pos: int | None, now: float |
     return (
         Text(MARK, style="bold magenta") if marked else "",
         str(run.id),
-        run.name,
-        status_text(run.status, queue_pos, run.cancel_requested),
+        run.name if label is None else label,
+        run_status_text(run, queue_pos),
         bar,
         fmt_epoch(run.epoch, run.epochs),
         fmt_pct(run.last_test_acc),
@@ -76,7 +86,18 @@ def run_cells(run: RunView, *, marked: bool, queue_pos: int | None, now: float |
         short_dataset(run.dataset),
         fmt_started(run.started_at, now),
         fmt_duration(duration),
+        job_cell(run),
     )
+
+
+def job_cell(run: RunView) -> Text | str:
+    """The run's Slurm job id (dim once the run ended: its last job); `slurm` before the first submission;
+    empty for a local run."""
+    if run.backend != "slurm":
+        return ""
+    if not run.cluster_job_id:
+        return Text("slurm", style="dim")
+    return Text(run.cluster_job_id, style="dim" if run.is_terminal else "")
 
 
 def _signature(value: Any) -> Any:
