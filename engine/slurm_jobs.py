@@ -24,7 +24,8 @@ from typing import Any
 from engine.backends.base import Backend, BackendError, ClusterState, resubmit_reason
 from engine.backends.slurm import SlurmBackend
 from engine.control.follow import ProgressFold, attempt_end, line_end_offset, log_tail, outcome
-from engine.control.runs_root import runs_root
+from engine.control.paths import PathError
+from engine.control.runs_root import ensure_run_folder, runs_root
 from engine.supervisor import FLUSH_S, drain_metrics, flush_progress, follow_metrics, log
 from store import runs as store_runs
 from store.errors import StoreError
@@ -33,6 +34,7 @@ from store.views import RunView
 
 DEFAULT_POLL_S = 5.0
 DEFAULT_MAX_SEGMENTS = 20
+CANCEL_RETRY_S = 5.0
 
 
 @dataclass
@@ -48,6 +50,7 @@ class ClusterRun:
     cluster_state: str | None = None
     cluster_reason: str | None = None
     cancel_sent: bool = False
+    cancel_retry_at: float = 0.0  # after a failed scancel: when to try again
     last_flush: float = 0.0
     unknown_polls: int = 0
 
@@ -83,7 +86,9 @@ class SlurmJobs:
     def busy(self) -> bool:
         if self.runs:
             return True
-        return any(r.managed_by == "slurm" for r in store_runs.list_runs(self.home, status=("queued", "running")))
+        # a held sweep row (its `ganmgr sweep` still writing, or killed meanwhile) is no work yet
+        return any(r.managed_by == "slurm" and r.cluster_state != store_runs.HELD
+                   for r in store_runs.list_runs(self.home, status=("queued", "running")))
 
     def tick(self, settings: dict[str, Any], running: list[RunView]) -> None:
         mine = [r for r in running if r.managed_by == "slurm"]
@@ -97,7 +102,8 @@ class SlurmJobs:
         for cr in list(self.runs.values()):
             row = by_id.get(cr.run_id)
             follow_metrics(self.home, cr.run_id, cr.tail, cr.fold)
-            if row is not None and row.cancel_requested and not cr.cancel_sent:
+            if row is not None and row.cancel_requested and not cr.cancel_sent \
+                    and time.monotonic() >= cr.cancel_retry_at:
                 self.cancel(cr)
             if cr.fold.dirty and time.monotonic() - cr.last_flush >= FLUSH_S:
                 flush_progress(self.home, cr.run_id, cr.tail, cr.fold)
@@ -110,17 +116,26 @@ class SlurmJobs:
     def adopt(self, mine: list[RunView], settings: dict[str, Any]) -> None:
         """Follow running Slurm rows nobody here follows (a restarted supervisor; the job keeps its id)."""
         for run in mine:
-            if run.id in self.runs or not run.run_dir:
+            if run.id in self.runs or self._folder(run) is None:
                 continue
             if not run.cluster_job_id:
+                if run.cancel_requested:  # claimed, never submitted, and now cancelled: nothing to scancel
+                    self._settle_unsubmitted(run.id)
+                    continue
                 # claimed, but the supervisor stopped before sbatch answered: submit (again)
                 self.submit(run)
                 continue
             self.runs[run.id] = self._track(run, run.cluster_job_id, run.cluster_raw_id, run.metrics_offset,
                                             run.segment_started_at)
-            # a cancel asked for while no supervisor ran was passed on by the asker (submit.cancel_run)
-            self.runs[run.id].cancel_sent = run.cancel_requested
+            # a cancel requested while no supervisor followed the job is sent now (submit.cancel_run only
+            # records it and starts a supervisor), so exactly one scancel goes out
             log(f"run {run.id}: following Slurm job {run.cluster_job_id} (segment {run.segments})")
+
+    def _settle_unsubmitted(self, run_id: int) -> None:
+        try:
+            store_runs.set_status(self.home, run_id, "cancelled", message="cancelled before it was submitted")
+        except StoreError as e:
+            log(f"run {run_id}: {e}")
 
     def _track(self, run: RunView, job_id: str, raw_id: str | None, offset: int, since: float | None) -> ClusterRun:
         run_dir = Path(run.run_dir or "")
@@ -129,11 +144,18 @@ class SlurmJobs:
                           fold=ProgressFold(since=since), cluster_state=run.cluster_state,
                           cluster_reason=run.cluster_reason)
 
+    def _folder(self, run: RunView) -> Path | None:
+        """The run's folder, checked inside the store's runs roots (else the run fails, saying why)."""
+        try:
+            return ensure_run_folder(self.home, Path(run.run_dir or ""))
+        except (PathError, OSError) as e:
+            self._fail(run.id, f"its folder cannot be used: {e}" if run.run_dir else "the run has no folder")
+            return None
+
     def submit(self, run: RunView) -> None:
-        if not run.run_dir:
-            self._fail(run.id, "the run has no folder")
+        run_dir = self._folder(run)
+        if run_dir is None:
             return
-        run_dir = Path(run.run_dir)
         offset = line_end_offset(run_dir / "metrics.jsonl")
         try:
             job = self.backend.submit(run_dir, run.backend_options or None)
@@ -143,11 +165,11 @@ class SlurmJobs:
         try:
             view = store_runs.record_submission(self.home, run.id, job,
                                                 message=f"segment 1: Slurm job {job} submitted")
-            store_runs.update_progress(self.home, run.id, metrics_offset=offset)
-        except StoreError as e:  # cancelled or deleted meanwhile
+        except Exception as e:  # cancelled or deleted meanwhile, or the store failed: no job may run unrecorded
             log(f"run {run.id}: {e}; cancelling Slurm job {job}")
             self._scancel(job)
             return
+        self._set_offset(run.id, offset)
         self.runs[run.id] = self._track(view, job, None, offset, view.segment_started_at)
         log(f"run {run.id}: submitted Slurm job {job} ({run_dir / 'job.sbatch'})")
 
@@ -161,8 +183,11 @@ class SlurmJobs:
             for run in runs:
                 self.submit(run)
             return
-        runs = [r for r in runs if r.run_dir or self._fail(r.id, "the run has no folder")]
-        dirs = [Path(r.run_dir or "") for r in runs]
+        folders = [(r, self._folder(r)) for r in runs]
+        runs = [r for r, d in folders if d is not None]
+        dirs = [d for _, d in folders if d is not None]
+        if not runs:
+            return
         offsets = [line_end_offset(d / "metrics.jsonl") for d in dirs]
         array_dir = runs_root(self.home) / "arrays" / f"{first.sweep}-{first.id}"  # compute nodes read it
         try:
@@ -176,32 +201,45 @@ class SlurmJobs:
                 view = store_runs.record_submission(
                     self.home, run.id, job, message=f"segment 1: Slurm array task {job} submitted "
                                                     f"(sweep {first.sweep}, {len(jobs)} tasks)")
-                store_runs.update_progress(self.home, run.id, metrics_offset=offset)
-            except StoreError as e:
+            except Exception as e:  # as in submit: no task may run unrecorded
                 log(f"run {run.id}: {e}; cancelling Slurm task {job}")
                 self._scancel(job)
                 continue
+            self._set_offset(run.id, offset)
             self.runs[run.id] = self._track(view, job, None, offset, view.segment_started_at)
         log(f"sweep {first.sweep}: submitted {len(jobs)} runs as Slurm array {jobs[0].split('_')[0]} "
             f"({array_dir / 'array.sbatch'})")
 
     # --- cancel ----------------------------------------------------------------------------------------
     def cancel(self, cr: ClusterRun) -> None:
-        cr.cancel_sent = True
-        self._scancel(cr.job_id)
-        log(f"run {cr.run_id}: cancel requested; scancel {cr.job_id} sent")
+        """scancel once; a failed scancel (controller restarting) is tried again every few seconds."""
+        if self._scancel(cr.job_id):
+            cr.cancel_sent = True
+            log(f"run {cr.run_id}: cancel requested; scancel {cr.job_id} sent")
+        else:
+            cr.cancel_retry_at = time.monotonic() + CANCEL_RETRY_S
 
-    def _scancel(self, job_id: str) -> None:
+    def _scancel(self, job_id: str) -> bool:
         try:
             self.backend.cancel(job_id)
         except BackendError as e:
             log(f"scancel {job_id}: {e}")
+            return False
+        return True
+
+    def _set_offset(self, run_id: int, offset: int) -> None:
+        """Where the new segment's records start in metrics.jsonl (a restarted supervisor reads on from it)."""
+        try:
+            store_runs.update_progress(self.home, run_id, metrics_offset=offset)
+        except StoreError as e:
+            log(f"run {run_id}: metrics offset not recorded: {e}")
 
     # --- polling ---------------------------------------------------------------------------------------
     def poll(self, settings: dict[str, Any]) -> None:
         ids = [cr.job_id for cr in self.runs.values()]
+        raw_ids = {cr.job_id: cr.raw_id for cr in self.runs.values() if cr.raw_id}
         try:
-            states = self.backend.states(ids) if isinstance(self.backend, SlurmBackend) else \
+            states = self.backend.states(ids, raw_ids=raw_ids) if isinstance(self.backend, SlurmBackend) else \
                 {j: self.backend.state(j) for j in ids}
         except BackendError as e:
             log(f"Slurm did not answer: {e}")
@@ -249,7 +287,8 @@ class SlurmJobs:
         metrics = cr.run_dir / "metrics.jsonl"
         end = cr.fold.end or attempt_end(metrics, row.segment_started_at)
         end_status = end.get("status") if end else None
-        if end_status == "cancelled" and not row.cancel_requested:
+        outside = state.status == "cancelled" and not row.cancel_requested  # an scancel not from ganmgr
+        if end_status == "cancelled" and not row.cancel_requested and not outside:
             said = "the worker checkpointed on the wall-time warning"
         else:
             said = f"the worker says {end_status}" if end_status else "no end record"
@@ -281,7 +320,7 @@ class SlurmJobs:
         try:
             view = store_runs.record_submission(self.home, row.id, job,
                                                 message=f"segment {n}: Slurm job {job} submitted ({why})")
-        except StoreError as e:
+        except Exception as e:  # no job may run unrecorded: a later tick would submit yet another
             log(f"run {row.id}: {e}; cancelling Slurm job {job}")
             self._scancel(job)
             return None
@@ -294,12 +333,19 @@ class SlurmJobs:
         log_path = cr.run_dir / "log.txt"
         cancel = row.cancel_requested
         extra = {"cluster_state": state.cluster_state or None, "cluster_reason": state.reason}
-        if end is not None and end.get("status") == "cancelled" and not cancel:
-            # the worker checkpointed on the wall-time warning, but no further segment may (or could) run
-            why_not = f"the next segment was refused: {refused}" if refused else f"max_segments {limit}"
-            status, message = "killed", (f"killed: stopped at the wall-time limit after {row.segments} "
+        if end is not None and end.get("status") == "cancelled" and not cancel and state.status == "cancelled":
+            status, message = "cancelled", (f"cancelled: Slurm job {cr.job_id} was cancelled outside ganmgr "
+                                            f"(scancel); resume it to continue")
+            fields: dict[str, Any] = {"exit_code": state.exit_code, "signal": state.signal}
+        elif end is not None and end.get("status") == "cancelled" and not cancel:
+            # the worker checkpointed on the wall-time warning (or the cluster stopped the job), but no
+            # further segment may (or could) run
+            why_not = f"the next segment was refused: {refused}" if refused else \
+                f"max_segments {limit}" if row.segments >= limit else state.describe()
+            what = "the wall-time limit" if not state.resumable else f"Slurm ({state.describe()})"
+            status, message = "killed", (f"killed: stopped by {what} after {row.segments} "
                                          f"segment(s) ({why_not}); resume it to continue")
-            fields: dict[str, Any] = {"error": message, "exit_code": state.exit_code, "signal": state.signal}
+            fields = {"error": message, "exit_code": state.exit_code, "signal": state.signal}
         elif end is not None:
             rc = -state.signal if state.signal else state.exit_code
             oc = outcome(end, returncode=rc, cancel_requested=cancel, killed_by_us=False, log_path=log_path)

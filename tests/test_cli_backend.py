@@ -55,6 +55,11 @@ def test_the_default_backend_comes_from_the_settings(home, npz):
                              "login node?)"
         assert len(done.error.splitlines()) == 1
         wait_supervisor_gone(home, timeout=60)
+        # --headless trains here whatever the store's default backend says
+        local = ganmgr(home, "run", "--headless", *tiny_args(npz, "here", 1), env=env)
+        assert local.returncode == 0, local.stderr
+        here = store_runs.find_run(home, "here")
+        assert (here.backend, here.managed_by, here.status) == ("local", "headless", "completed")
     finally:
         clean_up_store(home)
 
@@ -89,8 +94,11 @@ def test_a_sweep_is_checked_whole_then_queued_as_a_tagged_group(home, npz):
 
 def test_run_folders_go_to_the_runs_root_and_stay_reachable_after_it_changes(home, npz, tmp_path):
     """On a cluster the store stays on local disk while the run folders go where the nodes see them."""
-    bad = ganmgr(home, "settings", "--runs-root", str(tmp_path / "with space"))
-    assert bad.returncode == 2 and "no spaces" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    for root, words in ((str(tmp_path / "with space"), "no spaces"), ("relative/runs", "must be an absolute path"),
+                        ("/", "a folder of its own")):
+        bad = ganmgr(home, "settings", "--runs-root", root)
+        assert bad.returncode == 2 and words in bad.stderr and len(bad.stderr.splitlines()) == 1, bad.stderr
+    assert not (home / "ganmgr.db").exists() or "runs_root" not in store_runs.get_settings(home)
     shared = tmp_path / "shared"
     out = ganmgr(home, "settings", "--runs-root", str(shared))
     assert out.returncode == 0, out.stderr

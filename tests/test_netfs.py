@@ -38,3 +38,26 @@ def test_this_machines_temp_dir_is_local(tmp_path):
     if Path("/proc/self/mountinfo").exists():
         assert fstype is not None
     assert network_fs_problem(tmp_path / "ganmgr.db") is None
+
+
+def test_opening_a_store_on_a_network_filesystem_is_refused(tmp_path, monkeypatch):
+    """End to end through the store: the first write that would create ganmgr.db refuses, nothing is made."""
+    import pytest
+
+    from store import db
+    from store import runs as store_runs
+    from store.errors import StoreError
+
+    home = tmp_path / "home"
+    fake = tmp_path / "mountinfo"
+    fake.write_text(f"22 1 259:1 / / rw - ext4 /dev/vda1 rw\n40 22 0:35 / {tmp_path} rw - nfs4 fs:/x rw\n")
+    monkeypatch.setattr("store.netfs.MOUNTINFO", fake)
+    try:
+        with pytest.raises(StoreError) as e:
+            store_runs.set_setting(home, "max_concurrent", 2)
+        assert "network filesystem (nfs4)" in str(e.value) and "\n" not in str(e.value)
+        assert not (home / "ganmgr.db").exists()
+        monkeypatch.setattr("store.netfs.MOUNTINFO", Path("/proc/self/mountinfo"))
+        assert store_runs.set_setting(home, "max_concurrent", 2)["max_concurrent"] == 2  # a local disk: fine
+    finally:
+        db.dispose_engines()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from tests.test_supervisor import (
     clean_up_store,
     ganmgr,
     run,
+    supervisor_pid,
     tiny_args,
     wait_for,
     wait_status,
@@ -132,6 +135,35 @@ def test_cancel_stops_the_job_and_keeps_a_loadable_checkpoint(store, npz):
     assert state["epoch"] >= 2 and "optimizers" in state
     assert records(Path(done.run_dir), "end")[-1]["status"] == "cancelled"
     assert not alive(records(Path(done.run_dir), "start")[-1]["pid"])
+
+
+def test_an_scancel_from_outside_ganmgr_is_a_cancel_not_a_new_segment(store, npz, cluster):
+    home, env = store
+    run_id = submit(home, env, npz, "s-outside", 100000)
+    view = wait_for(lambda: (v := run(home, run_id)).epoch >= 1 and v, JOB_TIMEOUT, "an epoch in the row")
+    subprocess.run(["scancel", view.cluster_job_id], env=cluster.env, check=True, timeout=30)
+    done = wait_status(home, run_id, {"cancelled", "failed", "lost", "killed", "completed"}, timeout=120)
+    assert (done.status, done.segments, done.cluster_state) == ("cancelled", 1, "CANCELLED"), history(home, run_id)
+    assert "was cancelled outside ganmgr (scancel)" in history(home, run_id)[-1]
+    assert (Path(done.run_dir) / "checkpoints" / "last.pt").is_file()  # `resume` can continue it
+
+
+def test_a_restarted_supervisor_adopts_the_running_job(store, npz):
+    """The supervisor dies (kill -9) while its job runs on the cluster; the next command starts another,
+    which follows the same job by its id and settles the run."""
+    home, env = store
+    run_id = submit(home, env, npz, "s-adopt", 60)
+    first = wait_for(lambda: (v := run(home, run_id)).epoch >= 1 and v, JOB_TIMEOUT, "an epoch in the row")
+    pid = supervisor_pid(home)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: supervisor_pid(home) is None, 30, "the killed supervisor's lock to be free")
+    assert ganmgr(home, "ls", env=env).returncode == 0  # reconciles: Slurm work and no supervisor -> one starts
+    done = wait_status(home, run_id, {"completed", "failed", "lost", "killed", "cancelled"})
+    assert (done.status, done.epoch, done.segments) == ("completed", 60, 1), (done.error, history(home, run_id))
+    assert done.cluster_job_id == first.cluster_job_id
+    log = (home / "supervisor.log").read_text()
+    assert f"run {run_id}: following Slurm job {first.cluster_job_id}" in log
 
 
 def test_a_run_past_its_time_limit_is_resubmitted_and_completes(store, big_npz):

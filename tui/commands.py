@@ -60,7 +60,8 @@ def backend_from_args(args: argparse.Namespace, home: Path) -> tuple[str, dict[s
     from tui.cli import SLURM_FLAGS
 
     settings = store_runs.get_settings(home) if db_path(home).exists() else {}
-    backend = args.backend or settings.get("backend") or "local"
+    # --headless trains here: the store's default backend does not apply to it (an explicit one still does)
+    backend = args.backend or ("local" if getattr(args, "headless", False) else settings.get("backend")) or "local"
     given = {flag: getattr(args, flag.replace("-", "_")) for flag, _, _ in SLURM_FLAGS}
     given = {k: v for k, v in given.items() if v is not None}
     if args.max_segments is not None:
@@ -187,15 +188,21 @@ def cmd_sweep(args: argparse.Namespace, home: Path) -> int:
     if db_path(home).exists() and store_runs.list_runs(home, sweep=sweep.name):
         raise CliError(f"a sweep named {shown(sweep.name)} exists already; pick another --name")
     views = []
-    try:  # a slurm sweep's rows are held until the last exists: a running supervisor submits ONE array
+    held = backend == "slurm"  # held until the last row exists: a running supervisor submits ONE array
+    try:
         for point in sweep.points:
             note = point.label() + (f"\n{notes}" if notes else "")
             views.append(create_run(home, point.config, tags=tags, notes=note, priority=args.priority or 0,
                                     status="queued", backend=backend, backend_options=options,
-                                    max_segments=max_segments, sweep=sweep.name, held=backend == "slurm"))
-    finally:
-        if views and backend == "slurm":
-            store_runs.release_sweep(home, sweep.name)
+                                    max_segments=max_segments, sweep=sweep.name, held=held))
+    except BaseException:
+        from engine.control.submit import cancel_run
+
+        for view in views:  # not a part of the sweep: none of it (the rows stay, cancelled, to say so)
+            cancel_run(home, view.id)
+        raise
+    if held:
+        store_runs.release_sweep(home, sweep.name)
     ensure_supervisor(home)
     if args.quiet:
         print(" ".join(str(v.id) for v in views))
@@ -636,7 +643,11 @@ def _runs_root_setting(home: Path, text: str) -> str | None:
         return None
     if not text.strip() or "\x00" in text:
         raise CliError("--runs-root needs a folder")
+    if not os.path.isabs(os.path.expanduser(text)):
+        raise CliError(f"--runs-root {shown(text)} must be an absolute path (the compute nodes resolve it)")
     root = Path(os.path.expanduser(text)).resolve()
+    if root.parent == root:
+        raise CliError("--runs-root / would make every folder the store's; pick a folder of its own")
     try:
         safe_path(root, "--runs-root")
     except BackendError as e:

@@ -115,7 +115,9 @@ def resubmit_reason(state: ClusterState, end: Mapping[str, Any] | None, *, check
         return None
     if state.resumable:
         return f"the job was {SLURM_STATES[state.cluster_state][2]}"
-    if end_status == "cancelled" and state.status in ("failed", "completed", "killed"):
+    # ("unknown": the cluster forgot the job, e.g. after MinJobAge without accounting; the worker's own
+    # record says it checkpointed on the warning, and nobody asked it to stop)
+    if end_status == "cancelled" and state.status in ("failed", "completed", "killed", "unknown"):
         return "the worker checkpointed on the time-limit warning signal"
     return None
 

@@ -56,6 +56,8 @@ JOB_ID_RE = re.compile(r"^\d{1,12}(_\d{1,6})?$")
 # the working directory or the array layout
 RESERVED = frozenset({"output", "error", "input", "open-mode", "signal", "array", "chdir", "wrap", "parsable",
                       "export-file", "batch", "wait", "test-only", "help", "usage", "version"})
+# options with a field of their own (SlurmOptions): through --extra-sbatch they would skip its checks
+OWN_FIELDS = frozenset({"partition", "time", "gres", "account", "qos", "cpus-per-task", "mem", "job-name"})
 
 
 @dataclass(frozen=True)
@@ -150,13 +152,25 @@ def parse_extra(text: str) -> tuple[str, ...]:
     return tuple(items)
 
 
-def check_extra(opt: str) -> str:
+def check_extra(opt: str, *, own_fields: bool = True) -> str:
+    """One `--key[=value]` for sbatch. sbatch (getopt_long) takes any unique prefix of an option, so
+    `--out=` is `--output=`: a key that starts a reserved name is refused as well as the name itself.
+    `own_fields=False` lets the supervisor's own overrides (`--time=` of a resubmission) through."""
     m = EXTRA_RE.match(opt) if isinstance(opt, str) else None
     if m is None:
         raise BackendError(f"extra sbatch option {opt!r} must look like --key=value (letters, digits and "
                            f"_ . : , / @ + = - only, no spaces or quotes)")
-    if m.group(1) in RESERVED:
-        raise BackendError(f"extra sbatch option --{m.group(1)} is set by ganmgr and cannot be changed")
+    key = m.group(1)
+    for name in sorted(RESERVED):
+        if name.startswith(key):
+            alias = "" if name == key else f" (short for --{name})"
+            raise BackendError(f"extra sbatch option --{key}{alias} is set by ganmgr and cannot be changed")
+    if own_fields:
+        for name in sorted(OWN_FIELDS):
+            if name.startswith(key):
+                alias = "" if name == key else f" (short for --{name})"
+                raise BackendError(f"extra sbatch option --{key}{alias} has its own option in ganmgr; use "
+                                   f"that (it is checked there)")
     return opt
 
 
@@ -270,7 +284,7 @@ class SlurmBackend(Backend):
         script = run_dir / SCRIPT_NAME
         if not script.is_file():
             raise BackendError(f"{script} does not exist; submit the run first")
-        extra = [check_extra(o) for o in overrides]
+        extra = [check_extra(o, own_fields=False) for o in overrides]
         return self._sbatch([*extra, str(script)], cwd=run_dir)
 
     def submit_array(self, run_dirs: Sequence[Path], options: SlurmOptions | Mapping[str, Any] | None = None,
@@ -347,11 +361,14 @@ class SlurmBackend(Backend):
                 time.sleep(self.sacct_delay_s)
         return ClusterState(job_id=job_id, status="unknown", cluster_state="")
 
-    def states(self, job_ids: Sequence[str]) -> dict[str, ClusterState]:
+    def states(self, job_ids: Sequence[str], raw_ids: Mapping[str, str] | None = None) -> dict[str, ClusterState]:
         """Many jobs with one `squeue` call (a sweep's tasks, every run a supervisor follows); jobs squeue
-        no longer lists as pending or running are asked about one by one (scontrol, then sacct)."""
+        no longer lists as pending or running are asked about one by one (scontrol, then sacct).
+        `raw_ids`: array tasks' own job ids kept in the store (a restarted supervisor's `sacct -c` needs them)."""
         for j in job_ids:
             _check_job_id(j)
+        for j, raw in (raw_ids or {}).items():
+            self._raw_ids.setdefault(j, raw)
         live: dict[str, ClusterState] = {}
         if not job_ids:
             return live

@@ -256,17 +256,10 @@ def cancel_run(home: Path, run_ref: str | int) -> RunView:
         return view
     here = view.host in (None, socket.gethostname())
     if view.managed_by == "slurm":
-        # the job runs wherever Slurm put it: scancel (SIGTERM to the job, the worker checkpoints). A
-        # supervisor alive sends it itself within a tick; without one, we send it and start one to settle
+        # the job runs wherever Slurm put it: the supervisor sends scancel (SIGTERM to the job, the worker
+        # checkpoints) within a tick, and again a few seconds later if scancel fails; one that starts now
+        # adopts the job and sends it. Only the supervisor sends it, so exactly one scancel goes out.
         if not lock_is_held(home):
-            if view.cluster_job_id:
-                from engine.backends.base import BackendError
-                from engine.backends.slurm import SlurmBackend
-
-                try:
-                    SlurmBackend().cancel(view.cluster_job_id)
-                except BackendError as e:
-                    raise SubmitError(str(e)) from None
             ensure_supervisor(home)
     elif view.managed_by != "supervisor":
         if here:
