@@ -76,7 +76,9 @@ class SlurmJobs:
     def __init__(self, home: Path, host: str, backend: Backend | None = None):
         self.home = home
         self.host = host
-        self.backend = backend if backend is not None else SlurmBackend()
+        # one sacct try per poll: the supervisor asks again next poll (UNKNOWN_LIMIT polls), so a tick is
+        # never held up by sacct's lag for every finished job at once
+        self.backend = backend if backend is not None else SlurmBackend(sacct_tries=1)
         self.runs: dict[int, ClusterRun] = {}
         self._last_poll = 0.0
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -216,9 +217,30 @@ def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     try:
         for name, value in PRAGMAS:
-            cur.execute(f"PRAGMA {name}={value}")
+            if name == "journal_mode":
+                _switch_journal_mode(cur, value)
+            else:
+                cur.execute(f"PRAGMA {name}={value}")
     finally:
         cur.close()
+
+
+def _switch_journal_mode(cur: sqlite3.Cursor, mode: str) -> None:
+    """PRAGMA journal_mode, retried while another connection switches a new database at the same moment.
+
+    Two connections that both switch a fresh file to WAL each hold a shared lock and want the exclusive
+    one: SQLite breaks that deadlock by answering one of them "database is locked" at once, without the
+    busy handler (seen in CI as 1 of 4 processes opening a new store together failing).
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cur.execute(f"PRAGMA journal_mode={mode}")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _on_begin(conn: Connection) -> None:

@@ -72,6 +72,8 @@ def test_options_are_validated_and_become_sbatch_lines():
     ({"extra": "--comment=\"unclosed"}, "does not parse"),
     ({"extra": ["--x=1", 3]}, "must be a list of --key=value strings"),
     ({"partitoin": "gpu"}, "unknown slurm option 'partitoin'"),
+    ({"time": "1:99:99"}, "minutes or seconds of 60 or more"),
+    ({"time": "2-3:60"}, "minutes or seconds of 60 or more"),
 ])
 def test_bad_options_are_one_line_errors(options, words):
     with pytest.raises(BackendError) as e:

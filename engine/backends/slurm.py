@@ -181,6 +181,9 @@ def time_limit_seconds(text: str) -> int | None:
     if not TIME_RE.match(text):
         raise BackendError(f"slurm time={text!r} is not a Slurm time (MIN, H:MM:SS, D-HH:MM:SS)")
     days = 0
+    clock = text.split("-", 1)[-1].split(":")
+    if any(int(p) >= 60 for p in clock[1:]):  # minutes and seconds after the first field (sbatch refuses 1:99)
+        raise BackendError(f"slurm time={text!r} has minutes or seconds of 60 or more")
     if "-" in text:
         d, text = text.split("-", 1)
         days = int(d)
@@ -373,7 +376,8 @@ class SlurmBackend(Backend):
         if not job_ids:
             return live
         # %i: the id as asked (ARRAY_TASK for a task), %A: a started task's own job id
-        r = self._run(["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i|%A|%T|%r"])
+        # -r: one line per array task, also while pending (else `A_[2-3]`, and each task costs a scontrol)
+        r = self._run(["squeue", "-h", "-r", "-j", ",".join(job_ids), "-o", "%i|%A|%T|%r"])
         if r.returncode == 0:
             for line in r.stdout.splitlines():
                 parts = line.strip().split("|")
