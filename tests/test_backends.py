@@ -73,6 +73,7 @@ def test_options_are_validated_and_become_sbatch_lines():
     ({"extra": ["--x=1", 3]}, "must be a list of --key=value strings"),
     ({"partitoin": "gpu"}, "unknown slurm option 'partitoin'"),
     ({"time": "1:99:99"}, "minutes or seconds of 60 or more"),
+    ({"max_parallel": 0}, "max_parallel=0 must be an integer 1-10000"),
     ({"time": "2-3:60"}, "minutes or seconds of 60 or more"),
 ])
 def test_bad_options_are_one_line_errors(options, words):
@@ -187,6 +188,9 @@ def test_array_script_parses_and_lists_its_runs(tmp_path, npz):
     assert "#SBATCH --array=0-2\n" in script.read_text() and "mapfile -t RUN_DIRS <" in script.read_text()
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     assert (tmp_path / "arr" / "runs.txt").read_text().splitlines() == [str(d.resolve()) for d in dirs]
+    with pytest.raises(BackendError, match="^sbatch is not installed"):  # a throttled sweep: %K, no own line
+        backend.submit_array(dirs, {"time": "10", "grace_s": 30, "max_parallel": 2}, array_dir=tmp_path / "arr")
+    assert "#SBATCH --array=0-2%2\n" in script.read_text() and "max" not in (dirs[0] / SCRIPT_NAME).read_text()
     assert all((d / SCRIPT_NAME).is_file() for d in dirs)
     with pytest.raises(BackendError, match="appears twice"):
         backend.submit_array([dirs[0], dirs[0]])

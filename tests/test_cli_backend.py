@@ -10,7 +10,15 @@ import pytest
 
 from store import runs as store_runs
 from tests.helpers import tiny_npz
-from tests.test_supervisor import clean_up_store, ganmgr, run, tiny_args, wait_status, wait_supervisor_gone
+from tests.test_supervisor import (
+    clean_up_store,
+    ganmgr,
+    run,
+    tiny_args,
+    wait_for,
+    wait_status,
+    wait_supervisor_gone,
+)
 
 
 @pytest.fixture
@@ -117,6 +125,30 @@ def test_run_folders_go_to_the_runs_root_and_stay_reachable_after_it_changes(hom
         gone = ganmgr(home, "rm", str(first.id), "--yes")
         assert gone.returncode == 0, gone.stderr
         assert not Path(first.run_dir).exists() and shared.is_dir()
+        wait_supervisor_gone(home, timeout=60)
+    finally:
+        clean_up_store(home)
+
+
+def test_a_whole_sweep_is_cancelled_at_once(home, npz):
+    args = tiny_args(npz, "unused", 100000)
+    args = args[:args.index("--name")]
+    local = ganmgr(home, "sweep", *args, "--set", "seed=0,1,2", "--name", "g9", "--max-parallel", "2")
+    assert local.returncode == 2 and "--max-parallel throttles a Slurm job array" in local.stderr
+    try:
+        out = ganmgr(home, "sweep", *args, "--set", "seed=0,1,2", "--name", "g9", "-q")
+        assert out.returncode == 0, out.stderr
+        ids = [int(x) for x in out.stdout.split()]
+        wait_for(lambda: run(home, ids[0]).epoch >= 1, 120, "the first run to train")
+        assert ganmgr(home, "cancel", "--sweep", "nope").returncode == 2
+        both = ganmgr(home, "cancel", "3", "--sweep", "g9")
+        assert both.returncode == 2 and "not both" in both.stderr
+        out = ganmgr(home, "cancel", "--sweep", "g9")
+        assert out.returncode == 0, out.stderr
+        assert "sweep g9: 2 queued run(s) cancelled, cancel requested for 1 running" in out.stdout
+        done = [wait_status(home, i, {"cancelled", "completed", "failed", "lost", "killed"}) for i in ids]
+        assert [d.status for d in done] == ["cancelled"] * 3
+        assert (Path(done[0].run_dir) / "checkpoints" / "last.pt").is_file()  # the running one checkpointed
         wait_supervisor_gone(home, timeout=60)
     finally:
         clean_up_store(home)

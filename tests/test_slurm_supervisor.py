@@ -212,7 +212,7 @@ def test_a_four_point_sweep_runs_as_one_array(store, npz):
     args = tiny_args(npz, "unused", 2, "--set", "log_every=4", "--set", "keep_every=0")
     args = [a for i, a in enumerate(args) if a != "--name" and (i == 0 or args[i - 1] != "--name")]
     out = ganmgr(home, "sweep", *args, "--set", "seed=0,1,2,3", "--name", "arr", "--backend", "slurm",
-                 "--time", "10", "-q", env=env)
+                 "--time", "10", "--max-parallel", "2", "-q", env=env)
     assert out.returncode == 0, out.stderr
     ids = [int(x) for x in out.stdout.split()]
     views = [wait_status(home, i, {"completed", "failed", "lost", "killed", "cancelled"}) for i in ids]
@@ -221,4 +221,5 @@ def test_a_four_point_sweep_runs_as_one_array(store, npz):
     assert len({j.split("_")[0] for j in jobs}) == 1 and [j.split("_")[1] for j in jobs] == ["0", "1", "2", "3"]
     assert [v.epoch for v in views] == [2] * 4 and [v.config["seed"] for v in views] == [0, 1, 2, 3]
     assert all("sweep:arr" in v.tags and v.sweep == "arr" and v.segments == 1 for v in views)
-    assert (home / "arrays" / f"arr-{ids[0]}" / "array.sbatch").is_file()
+    assert "#SBATCH --array=0-3%2\n" in (home / "arrays" / f"arr-{ids[0]}" / "array.sbatch").read_text()
+    assert views[0].backend_options["max_parallel"] == 2

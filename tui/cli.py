@@ -253,6 +253,8 @@ def build_parser() -> Parser:
     add_run_options(sweep)
     add_backend_options(sweep)
     sweep.add_argument("--priority", type=priority, default=None, help="queue priority of every run")
+    sweep.add_argument("--max-parallel", type=_int, metavar="K", default=None,
+                       help="slurm: at most K of the sweep's runs at once (the array's %%K)")
     sweep.add_argument("--dry-run", action="store_true", help="print the grid; create nothing")
     sweep.add_argument("-q", "--quiet", action="store_true", help="print only the new runs' ids")
 
@@ -279,7 +281,8 @@ def build_parser() -> Parser:
                             description="A queued run is cancelled at once. A running worker gets SIGTERM "
                             "(it finishes its step, checkpoints and stops); SIGKILL follows after the grace "
                             "period (settings --cancel-grace, default 30 s).")
-    cancel.add_argument("run", type=run_ref, metavar="ID")
+    cancel.add_argument("run", type=run_ref, metavar="ID", nargs="?")
+    cancel.add_argument("--sweep", metavar="NAME", help="every queued or running run of the sweep NAME")
 
     resume = sub.add_parser("resume", help="queue a finished run again; it continues from its last checkpoint")
     resume.add_argument("run", type=run_ref, metavar="ID")

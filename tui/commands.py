@@ -178,6 +178,10 @@ def cmd_sweep(args: argparse.Namespace, home: Path) -> int:
     tags = validate_tags([*sweep.tags, *args.tags])
     notes = validate_note(args.note)
     backend, options, max_segments = backend_from_args(args, home)
+    if args.max_parallel is not None:
+        if backend != "slurm":
+            raise CliError("--max-parallel throttles a Slurm job array; locally use settings --max-concurrent")
+        options, _ = slurm_options_from(options, {"max_parallel": args.max_parallel})
     for dataset in sorted({p.config["dataset"] for p in sweep.points}):
         check_dataset_available(next(p.config for p in sweep.points if p.config["dataset"] == dataset))
     if args.dry_run:
@@ -480,6 +484,12 @@ def _copy_new(path: Path, pos: int, out: Any) -> int:
 def cmd_cancel(args: argparse.Namespace, home: Path) -> int:
     from engine.control.submit import cancel_grace_s, cancel_run
 
+    if args.sweep is not None:
+        if args.run is not None:
+            raise CliError("give a run ID or --sweep NAME, not both")
+        return _cancel_sweep(home, args.sweep)
+    if args.run is None:
+        raise CliError("cancel needs a run ID (or --sweep NAME)")
     run = find(home, args.run)
     view = cancel_run(home, run.id)
     if view.status == "cancelled":
@@ -492,6 +502,21 @@ def cmd_cancel(args: argparse.Namespace, home: Path) -> int:
         grace = cancel_grace_s(store_runs.get_settings(home))
         print(f"run {view.id}: cancel requested; the worker finishes its step, checkpoints and stops "
               f"(SIGKILL after {grace:g} s)")
+    return EXIT_OK
+
+
+def _cancel_sweep(home: Path, name: str) -> int:
+    """Cancel every queued or running run of a sweep (a Slurm array's tasks each get their scancel)."""
+    from engine.control.submit import cancel_run
+
+    every = store_runs.list_runs(home, sweep=name) if db_path(home).exists() else []
+    if not every:
+        raise CliError(f"no sweep named {shown(name)} (ganmgr ls --tag sweep lists the sweeps' runs)")
+    active = [r for r in every if r.status in ("queued", "running")]
+    views = [cancel_run(home, r.id) for r in active]
+    queued = sum(v.status == "cancelled" for v in views)
+    print(f"sweep {name}: {queued} queued run(s) cancelled, cancel requested for {len(views) - queued} "
+          f"running; {len(every) - len(active)} had ended already")
     return EXIT_OK
 
 
@@ -677,7 +702,7 @@ def _slurm_defaults(home: Path, items: list[str]) -> dict[str, Any]:
         if not value:
             current.pop(key, None)
             continue
-        current[key] = int(value) if key in ("cpus_per_task", "grace_s") and value.isdigit() else value
+        current[key] = int(value) if key in ("cpus_per_task", "grace_s", "max_parallel") and value.isdigit() else value
     try:
         SlurmOptions.coerce(current)
     except BackendError as e:

@@ -74,6 +74,7 @@ class SlurmOptions:
     grace_s: int = DEFAULT_GRACE_S  # the warning signal's lead before the wall-time limit
     job_name: str | None = None
     extra: tuple[str, ...] = field(default_factory=tuple)
+    max_parallel: int | None = None  # a sweep's array: at most this many tasks at once (`--array=...%K`)
 
     @classmethod
     def coerce(cls, options: SlurmOptions | Mapping[str, Any] | None) -> SlurmOptions:
@@ -122,6 +123,10 @@ class SlurmOptions:
         if limit is not None and self.grace_s and self.grace_s >= limit:
             raise BackendError(f"slurm grace_s={self.grace_s} must be shorter than the time limit "
                                f"{self.time} ({limit} s)")
+        if self.max_parallel is not None and (isinstance(self.max_parallel, bool)
+                                              or not isinstance(self.max_parallel, int)
+                                              or not 1 <= self.max_parallel <= MAX_ARRAY):
+            raise BackendError(f"slurm max_parallel={self.max_parallel!r} must be an integer 1-{MAX_ARRAY}")
         for opt in self.extra:
             check_extra(opt)
         return replace(self, extra=tuple(self.extra))
@@ -310,6 +315,8 @@ class SlurmBackend(Backend):
                                          or max_parallel < 1):
             raise BackendError(f"max_parallel={max_parallel!r} must be a positive integer")
         opts = SlurmOptions.coerce(options)
+        if max_parallel is None:
+            max_parallel = opts.max_parallel
         for d in dirs:
             safe_path(d, "run directory")
             self.write_script(d, opts)
