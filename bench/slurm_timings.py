@@ -8,7 +8,6 @@ StartTime). Prints one line per measurement and a summary; takes about 90 s. Not
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 import sys
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 
 from engine.backends.slurm import SlurmBackend
-from tests.helpers import make_run_dir, tiny_npz
+from tests.helpers import live_records, make_run_dir, tiny_npz
 from tests.slurm_cluster import SlurmCluster, slurm_skip_reason
 
 
@@ -25,19 +24,6 @@ def _run(base: Path, npz: Path, epochs: int) -> Path:
     base.mkdir(parents=True)
     return make_run_dir(base, "baseline", f"dataset=npz:{npz}", "width=8", "batch_size=32", "device=cpu",
                         "threads=1", f"epochs={epochs}", "keep_every=0")
-
-
-def _records(run_dir: Path, kind: str) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    out = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if rec.get("kind") == kind:
-            out.append(rec)
-    return out
 
 
 def _until(pred, timeout: float, interval: float = 0.05):
@@ -76,13 +62,13 @@ def main() -> int:
         for i in range(3):
             rd = _run(base / f"c{i}", small, epochs=100000)
             job = be.submit(rd)
-            _until(lambda rd=rd: _records(rd, "epoch"), 120, 0.1)
+            _until(lambda rd=rd: live_records(rd, "epoch"), 120, 0.1)
             t0 = time.monotonic()
             be.cancel(job)
             final = _until(lambda job=job: (s := be.state(job)).terminal and s, 60)
             to_cancelled.append(time.monotonic() - t0)
             print(f"scancel -> {final.cluster_state}: {to_cancelled[-1]:.2f} s "
-                  f"(worker end record: {_records(rd, 'end')[-1]['status']})")
+                  f"(worker end record: {live_records(rd, 'end')[-1]['status']})")
 
         jobs = {}
         for grace in (10, 30):
@@ -92,7 +78,7 @@ def main() -> int:
             final = _until(lambda job=job: (s := be.state(job)).terminal and s, 150, 0.5)
             info = be._run(["scontrol", "show", "job", "-o", job]).stdout
             start = time.mktime(time.strptime(re.search(r"StartTime=(\S+)", info).group(1), "%Y-%m-%dT%H:%M:%S"))
-            end = _records(rd, "end")[-1]
+            end = live_records(rd, "end")[-1]
             print(f"--signal=B:TERM@{grace} with --time=1: worker ended {end['time'] - start:.1f} s into the job, "
                   f"{start + 60 - end['time']:.1f} s before the limit; Slurm: {final.cluster_state} "
                   f"exit {final.exit_code}, worker: {end['status']}")

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.control.datasets import IMAGEFOLDER, SYNTHETIC_SHAPES, image_files
+from engine.control.datasets import IMAGE_EXTENSIONS, IMAGEFOLDER, SYNTHETIC_SHAPES, image_files
 
 CIFAR10_CLASSES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -273,8 +273,7 @@ def load_imagefolder(root: Path, size: int, *, source: str | None = None, worker
         raise DataError(f"{where} is not a folder")
     files = image_files(root)
     if not files:
-        raise DataError(f"{where} holds no images (looked recursively for .png, .jpg, .jpeg, .bmp, .gif, .webp, "
-                        f".tif, .ppm, .pgm)")
+        raise DataError(f"{where} holds no images (looked recursively for {', '.join(IMAGE_EXTENSIONS)})")
     out = np.empty((len(files), size, size, 3), np.uint8)
     grey = np.zeros(len(files), bool)
     errors: list[tuple[Path, str]] = []

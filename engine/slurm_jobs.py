@@ -89,14 +89,16 @@ class SlurmJobs:
         if self.runs:
             return True
         # a held sweep row (its `ganmgr sweep` still writing, or killed meanwhile) is no work yet
-        return any(r.managed_by == "slurm" and r.cluster_state != store_runs.HELD
-                   for r in store_runs.list_runs(self.home, status=("queued", "running")))
+        return any(r.cluster_state != store_runs.HELD
+                   for r in store_runs.list_runs(self.home, status=("queued", "running"), backend="slurm"))
 
     def tick(self, settings: dict[str, Any], running: list[RunView]) -> None:
         mine = [r for r in running if r.managed_by == "slurm"]
-        self.adopt(mine, settings)
+        self.adopt(mine)
         by_id = {r.id: r for r in mine}
-        while (run := store_runs.claim_next_slurm(self.home, host=self.host)) is not None:
+        # a claim is a write transaction: only while a Slurm run waits, not every tick of a days-long job
+        while store_runs.list_runs(self.home, status="queued", backend="slurm", limit=1) and \
+                (run := store_runs.claim_next_slurm(self.home, host=self.host)) is not None:
             if run.sweep:
                 self.submit_sweep(run)
             else:
@@ -115,7 +117,7 @@ class SlurmJobs:
             self.poll(settings)
 
     # --- adoption and submission --------------------------------------------------------------------
-    def adopt(self, mine: list[RunView], settings: dict[str, Any]) -> None:
+    def adopt(self, mine: list[RunView]) -> None:
         """Follow running Slurm rows nobody here follows (a restarted supervisor; the job keeps its id)."""
         for run in mine:
             if run.id in self.runs or self._folder(run) is None:

@@ -871,15 +871,22 @@ _SETTING_CHECKS: dict[str, Callable[[Any], None]] = {
     "slurm_options": lambda v: _check_mapping(v, "slurm_options"),
     "max_segments": lambda v: _check_int_range(v, "max_segments", 1, 1000),
     "slurm_poll_s": lambda v: _check_number(v, "slurm_poll_s", 0.1, 600),
-    "runs_root": lambda v: _check_root(v),
-    "runs_roots_used": lambda v: [_check_root(r) for r in (v if isinstance(v, list) else [1])],
+    "runs_root": lambda v: _check_root(v, "runs_root"),
+    "runs_roots_used": lambda v: _check_roots(v, "runs_roots_used"),
 }
 
 
-def _check_root(value: Any) -> None:
+def _check_root(value: Any, key: str) -> None:
     if value is not None and (not isinstance(value, str) or not PurePosixPath(value).is_absolute()
                               or "\x00" in value or len(value) > 4000):
-        raise StoreError(f"runs_root must be an absolute folder path or null, not {value!r}")
+        raise StoreError(f"{key} must be an absolute folder path or null, not {value!r}")
+
+
+def _check_roots(value: Any, key: str) -> None:
+    if not isinstance(value, list):
+        raise StoreError(f"{key} must be a list of absolute folder paths, not {value!r}")
+    for root in value:
+        _check_root(root, key)
 
 
 def _check_choice(value: Any, key: str, choices: Sequence[str]) -> None:

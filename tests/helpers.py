@@ -50,3 +50,18 @@ def records(run_dir: Path, kind: str | None = None) -> list[dict]:
     path = run_dir / "metrics.jsonl"
     out = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [r for r in out if kind is None or r["kind"] == kind]
+
+
+def live_records(run_dir: Path, kind: str) -> list[dict]:
+    """Like `records`, for a file a running job is still writing: no file yet is no records, and a line
+    still being written is skipped."""
+    path = run_dir / "metrics.jsonl"
+    out = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if rec.get("kind") == kind:
+            out.append(rec)
+    return out

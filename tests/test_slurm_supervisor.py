@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from store import runs as store_runs
-from tests.helpers import tiny_npz
+from tests.helpers import live_records, tiny_npz
 from tests.slurm_cluster import SlurmCluster, start_test_cluster
 from tests.test_supervisor import (
     clean_up_store,
@@ -72,20 +72,6 @@ def submit(home: Path, env: dict, npz: Path, name: str, epochs: int, *slurm: str
     return int(out.stdout.strip())
 
 
-def records(run_dir: Path, kind: str) -> list[dict]:
-    """metrics.jsonl records of one kind, skipping a line still being written (the job writes as we read)."""
-    path = run_dir / "metrics.jsonl"
-    out = []
-    for line in (path.read_text().splitlines() if path.exists() else []):
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if rec.get("kind") == kind:
-            out.append(rec)
-    return out
-
-
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -133,8 +119,8 @@ def test_cancel_stops_the_job_and_keeps_a_loadable_checkpoint(store, npz):
     assert done.segments == 1 and done.cluster_state == "CANCELLED"
     state = load_checkpoint(Path(done.run_dir) / "checkpoints" / "last.pt")  # weights_only inside
     assert state["epoch"] >= 2 and "optimizers" in state
-    assert records(Path(done.run_dir), "end")[-1]["status"] == "cancelled"
-    assert not alive(records(Path(done.run_dir), "start")[-1]["pid"])
+    assert live_records(Path(done.run_dir), "end")[-1]["status"] == "cancelled"
+    assert not alive(live_records(Path(done.run_dir), "start")[-1]["pid"])
 
 
 def test_an_scancel_from_outside_ganmgr_is_a_cancel_not_a_new_segment(store, npz, cluster):
@@ -172,9 +158,9 @@ def test_a_run_past_its_time_limit_is_resubmitted_and_completes(store, big_npz):
     # runtime key a resumed run may change) is cut to a few more, so the second segment finishes
     run_id = submit(home, env, big_npz, "s-long", 100000, "--time", "1", "--grace", "10", "--max-segments", "4")
     run_dir = Path(wait_for(lambda: run(home, run_id).run_dir, 30, "the run folder"))
-    end = wait_for(lambda: (e := records(run_dir, "end")) and e[-1], 180, "the first segment's end record")
+    end = wait_for(lambda: (e := live_records(run_dir, "end")) and e[-1], 180, "the first segment's end record")
     assert end["status"] == "cancelled", end  # the warning: checkpoint and stop
-    reached = records(run_dir, "epoch")[-1]["epoch"]
+    reached = live_records(run_dir, "epoch")[-1]["epoch"]
     target = reached + 3
     cfg = json.loads((run_dir / "config.json").read_text())
     (run_dir / "config.json").write_text(json.dumps({**cfg, "epochs": target}))
@@ -185,7 +171,7 @@ def test_a_run_past_its_time_limit_is_resubmitted_and_completes(store, big_npz):
     assert any(re.match(r"segment 2: Slurm job \d+ submitted \(", m) for m in events), events
     assert any(m.startswith("segment 1 ended at epoch ") and "checkpointed on the wall-time warning" in m
                for m in events), events
-    starts = records(run_dir, "start")
+    starts = live_records(run_dir, "start")
     assert starts[0]["resumed"] is False and starts[-1]["resumed"] is True
     log = (run_dir / "log.txt").read_text()
     assert len(re.findall(r"ganmgr: slurm job \d+ ", log)) == done.segments  # one log, every segment

@@ -97,13 +97,7 @@ def slurm_options_from(defaults: Any, given: dict[str, Any]) -> tuple[dict[str, 
     for flag, value in given.items():
         if flag == "max-segments":
             continue
-        key = {"grace": "grace_s", "extra-sbatch": "extra"}.get(flag, flag.replace("-", "_"))
-        if key in ("cpus_per_task", "grace_s"):
-            try:
-                value = int(value)
-            except ValueError:
-                raise CliError(f"--{flag} {shown(value)} must be a whole number") from None
-        options[key] = value
+        options[{"grace": "grace_s", "extra-sbatch": "extra"}.get(flag, flag.replace("-", "_"))] = value
     try:
         opts = SlurmOptions.coerce(options)
     except BackendError as e:
@@ -690,6 +684,8 @@ def _runs_root_setting(home: Path, text: str) -> str | None:
 
 def _slurm_defaults(home: Path, items: list[str]) -> dict[str, Any]:
     """The store's default Slurm options changed by KEY=VALUE items (KEY= drops one), validated whole."""
+    from dataclasses import asdict
+
     from engine.backends.base import BackendError
     from engine.backends.slurm import SlurmOptions
 
@@ -702,12 +698,13 @@ def _slurm_defaults(home: Path, items: list[str]) -> dict[str, Any]:
         if not value:
             current.pop(key, None)
             continue
-        current[key] = int(value) if key in ("cpus_per_task", "grace_s", "max_parallel") and value.isdigit() else value
+        current[key] = value
     try:
-        SlurmOptions.coerce(current)
+        opts = SlurmOptions.coerce(current)
     except BackendError as e:
         raise CliError(str(e)) from None
-    return current
+    # only the keys given, as coerce reads them (whole numbers as numbers, extra as a list)
+    return {k: list(v) if k == "extra" else v for k, v in asdict(opts).items() if k in current}
 
 
 # ----------------------------------------------------------------------------------------- recipes

@@ -41,6 +41,7 @@ ARRAY_LIST_NAME = "runs.txt"
 DEFAULT_GRACE_S = 120  # the warning comes this long before the limit (Slurm may send it up to 60 s earlier)
 COMMAND_TIMEOUT_S = 60.0
 MAX_ARRAY = 10000
+INT_FIELDS = ("cpus_per_task", "grace_s", "max_parallel")
 
 # Patterns for everything that ends up on a #SBATCH line: no whitespace, quotes, '$', '`', ';', '%' or '\'.
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}"
@@ -90,6 +91,9 @@ class SlurmOptions:
         if unknown:
             raise BackendError(f"unknown slurm option {unknown[0]!r}; known: {', '.join(sorted(known))}")
         values = dict(options)
+        for name in INT_FIELDS:  # flags and form fields arrive as text: "8" is 8 (anything else is refused below)
+            if isinstance(values.get(name), str) and values[name].strip().isdigit():
+                values[name] = int(values[name])
         extra = values.get("extra")
         if isinstance(extra, str):
             values["extra"] = parse_extra(extra)

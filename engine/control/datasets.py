@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -152,13 +153,16 @@ def is_image_file(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def image_files(root: Path) -> list[Path]:
-    """Every image file under `root` (recursive, following no symlinked folders), sorted by path."""
-    found: list[Path] = []
+def _walk_image_files(root: Path) -> Iterator[Path]:
+    """Image files under `root` (recursive, following no symlinked folders, hidden names skipped)."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / f for f in filenames if is_image_file(f) and not f.startswith("."))
-    return sorted(found)
+        yield from (Path(dirpath) / f for f in filenames if is_image_file(f) and not f.startswith("."))
+
+
+def image_files(root: Path) -> list[Path]:
+    """Every image file under `root`, sorted by path."""
+    return sorted(_walk_image_files(root))
 
 
 def check_imagefolder(path_text: str) -> Path:
@@ -170,9 +174,7 @@ def check_imagefolder(path_text: str) -> Path:
         raise ConfigError(f"image folder {path} is not a folder")
     if not os.access(path, os.R_OK | os.X_OK):
         raise ConfigError(f"image folder {path} is not readable")
-    for _dirpath, dirnames, filenames in os.walk(path):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        if any(is_image_file(f) and not f.startswith(".") for f in filenames):
-            return path
+    if next(_walk_image_files(path), None) is not None:
+        return path
     raise ConfigError(f"image folder {path} holds no images (looked recursively for "
                       f"{', '.join(IMAGE_EXTENSIONS)})")

@@ -27,8 +27,10 @@ def folder_maker(home: Path, cfg: dict[str, Any], after: Callable[[Path], None] 
     `after(folder)` adds files before the row commits (a fork's `checkpoints/init.pt`), so a supervisor
     can never claim a run whose folder is still being filled.
     """
+    root = runs_root(home)  # read before create_run's write transaction, which runs prepare()
+
     def prepare(view: RunView) -> str:
-        path = run_dir_for(ensure_home(runs_root(home)), view.id, view.name)
+        path = run_dir_for(ensure_home(root), view.id, view.name)
         create_run_dir(path)
         try:
             write_json_atomic(path / "config.json", cfg)

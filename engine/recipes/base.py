@@ -44,8 +44,6 @@ class Trainer:
     spec: RecipeSpec
     input_channels: int | None = 3  # what the models take; data is conformed to it
     input_size: int | None = 32
-    # False for GANs without a classifier head: their epoch records carry no test_acc
-    has_classifier: bool = True
     # torch.compile settings for compile=true (the benchmark overrides them to try others)
     compile_backend: str | Callable = "inductor"
     compile_mode: str | None = None
@@ -316,12 +314,9 @@ class Trainer:
         self.epoch += 1
         self.batch = 0
         self.order = None
-        train_acc = ep_means.get("acc", float("nan"))
-        rec = {"kind": "epoch", "epoch": self.epoch, "step": self.global_step, "train_acc": train_acc}
-        if self.has_classifier:
-            rec["test_acc"] = self.evaluate()
-        else:  # a GAN without a classifier has no accuracy to report (absent, not null)
-            del rec["train_acc"]
+        rec: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.global_step}
+        if self.spec.has_classifier:  # a GAN without one reports no accuracy (absent, not null)
+            rec.update(train_acc=ep_means.get("acc", float("nan")), test_acc=self.evaluate())
         rec.update({"seconds": round(seconds, 3), "images_per_s": round(images_per_s, 1), "lr": lr})
         rec.update({f"mean_{k}": v for k, v in ep_means.items() if k != "acc"})
         rec.update(self.epoch_signals())
@@ -471,7 +466,7 @@ class Trainer:
         return [m for m in self.metric_names if m != "acc"]
 
     def _acc_columns(self) -> list[str]:
-        return ["train_acc", "test_acc"] if self.has_classifier else []
+        return ["train_acc", "test_acc"] if self.spec.has_classifier else []
 
     def _print_header(self) -> None:
         cols = ["epoch", *self._columns(), *self._acc_columns(), *self.spec.epoch_metrics, "seconds", "img/s"]

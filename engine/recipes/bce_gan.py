@@ -56,7 +56,6 @@ def build_gan_models(recipe: str, cfg: Mapping[str, Any], channels: int, size: i
 
 
 class BCEGANTrainer(Trainer):
-    has_classifier = False
     # True when G ends in a Sigmoid and trains on [0, 1] images (001); False: Tanh and [-1, 1]
     unit_interval_images: bool = False
 

@@ -1,8 +1,8 @@
 """`progression`: the run's fixed-noise sample grids at evenly spaced epochs, side by side and labelled.
 
 The course asks for "5-6 pictures of generated images to show how training progresses". Every GAN epoch
-writes `samples/epoch_NNN.png` from the same 100 noise vectors (one column per class), so a montage of a
-few of them shows the generator learning. Reads only those PNGs: no checkpoint, no torch work.
+writes `samples/epoch_NNN.png` from the same noise vectors (for the class-conditional ACGAN, one column
+per class), so a montage of a few of them shows the generator learning. Reads only those PNGs: no checkpoint, no torch work.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
+from engine.control.config import RECIPES
 from engine.viz.job import Job, JobFailed
 from engine.viz.loading import read_config, sample_grids
 from engine.viz.render import save_figure
@@ -32,8 +33,6 @@ def run(job: Job) -> dict[str, Any]:
     grids = sample_grids(job.run_dir)
     if not grids:
         recipe = read_config(job.run_dir)["recipe"]
-        from engine.control.config import RECIPES
-
         spec = RECIPES.get(recipe)
         if spec is not None and not spec.has_generator:
             raise JobFailed(f"run {job.run_dir.name} is a {recipe} run: it has no generator and writes no "
@@ -67,8 +66,9 @@ def run(job: Job) -> dict[str, Any]:
         if i < len(panels):
             ax.imshow(panels[i], interpolation="nearest")
             ax.set_title(f"epoch {epochs[i]}", fontsize=13)
-    recipe = read_config(job.run_dir).get("recipe")
-    per_class = " (one column per class)" if recipe == "acgan-wgangp" else ""
+    spec = RECIPES.get(read_config(job.run_dir).get("recipe") or "")
+    conditional = spec is not None and spec.has_generator and spec.has_classifier  # ACGAN: a class per column
+    per_class = " (one column per class)" if conditional else ""
     fig.suptitle(f"{job.run_dir.name}: fixed-noise samples{per_class}", fontsize=12)
     path = job.path("progression.png")
     save_figure(fig, path, dpi=110)
