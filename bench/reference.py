@@ -26,7 +26,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from engine.models import DConfig, Discriminator, GConfig, Generator
+from engine.compute.models.acgan import DConfig, Discriminator, GConfig, Generator
 
 SEED_NUM_WORKERS = 2  # the seed's DataLoader(num_workers=2)
 

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.backends.slurm import SlurmBackend
+from engine.daemon.backends.slurm import SlurmBackend
 from tests.helpers import live_records, make_run_dir, tiny_npz
 from tests.slurm_cluster import SlurmCluster, slurm_skip_reason
 

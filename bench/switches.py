@@ -147,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench.train_speed
     import torch
 
-    from engine.data import load_splits
-    from engine.device import DeviceError, resolve_device
+    from engine.compute.data import load_splits
+    from engine.compute.device import DeviceError, resolve_device
 
     try:
         device = resolve_device(args.device)

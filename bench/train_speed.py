@@ -169,7 +169,7 @@ class EngineSide:
         import importlib
 
         from engine.control.config import recipe_spec, resolve_config
-        from engine.metrics import MetricsWriter
+        from engine.control.record_writer import MetricsWriter
 
         cfg_over = {"dataset": "synthetic", "width": args.width, "batch_size": args.batch_size,
                     "device": args.device, "precision": args.precision, "compile": args.compile,
@@ -441,8 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch loads OpenMP below
     import torch
 
-    from engine.data import DataError, load_splits
-    from engine.device import DeviceError, resolve_device
+    from engine.compute.data import DataError, load_splits
+    from engine.compute.device import DeviceError, resolve_device
 
     try:
         device = resolve_device(args.device)

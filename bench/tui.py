@@ -45,7 +45,7 @@ class PtyProgram:
         env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(cols), "LINES": str(rows)}
         env.pop("TMUX", None)
         self.t0 = time.perf_counter()
-        argv = [sys.executable, "-m", "tui.cli", "--home", str(home)] if entry == "cli" else [
+        argv = [sys.executable, "-m", "tui.cli.main", "--home", str(home)] if entry == "cli" else [
             sys.executable, "-c", f"from pathlib import Path; from tui.app import run_app; run_app(Path({str(home)!r}))"]
         self.proc = subprocess.Popen(argv, stdin=slave,
                                      stdout=slave, stderr=slave, cwd=ROOT, env=env, start_new_session=True,

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: early_stop.append(signum))
 
-    from engine.metrics import MetricsWriter  # torch-free
+    from engine.control.record_writer import MetricsWriter  # torch-free
 
     metrics = MetricsWriter(run_dir / "metrics.jsonl")
 
@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         return end("failed", EXIT_BAD_INPUT, str(e))
 
     # torch is imported only past this point
-    from engine.checkpoint import CheckpointError
-    from engine.data import DataError
-    from engine.device import DeviceError
-    from engine.recipes.base import Diverged
+    from engine.compute.checkpoint import CheckpointError
+    from engine.compute.data import DataError
+    from engine.compute.device import DeviceError
+    from engine.compute.recipes.base import Diverged
 
     trainer = None
     try:

@@ -38,4 +38,4 @@ def shared_data() -> Path:
 
 def cli_argv(*args: str) -> list[str]:
     """argv for the real `ganmgr` command run as a subprocess."""
-    return [sys.executable, "-m", "tui.cli", *args]
+    return [sys.executable, "-m", "tui.cli.main", *args]

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_npz(path: Path, n_train: int = 256, n_test: int = 128, channels: int = 3, size: int = 32,
              seed: int = 0) -> Path:
     """A small slice of the synthetic set as an npz, so a test epoch is a few steps."""
-    from engine.data import make_synthetic
+    from engine.compute.data import make_synthetic
 
     s = make_synthetic(n_train=n_train, n_test=n_test, seed=seed, channels=channels, size=size)
     np.savez(path, x_train=s.x_train, y_train=s.y_train.astype(np.uint8), x_test=s.x_test,

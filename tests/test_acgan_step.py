@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from engine.compute.recipes.acgan import ACGANTrainer
 from engine.control.config import resolve_config
-from engine.recipes.acgan import ACGANTrainer
 from tests.helpers import tiny_npz
 
 
@@ -124,7 +124,7 @@ def test_generator_step_matches_the_seed(trainer):
 
 
 def test_baseline_step_is_cross_entropy_on_fc10(tmp_path):
-    from engine.recipes.baseline import BaselineTrainer
+    from engine.compute.recipes.baseline import BaselineTrainer
 
     npz = tiny_npz(tmp_path / "d.npz", n_train=64, n_test=32)
     cfg = resolve_config("baseline", assignments=[f"dataset=npz:{npz}", "width=8", "batch_size=16",

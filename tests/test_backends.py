@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.backends.base import ClusterState, map_slurm_state, resubmit_reason
-from engine.backends.slurm import (
+from engine.daemon.backends.base import ClusterState, map_slurm_state, resubmit_reason
+from engine.daemon.backends.slurm import (
     SCRIPT_NAME,
     BackendError,
     SlurmBackend,
@@ -210,6 +210,6 @@ def test_unsafe_paths_and_job_ids_are_refused(tmp_path):
 
 
 def test_backends_stay_torch_free():
-    code = ("import sys, engine.backends, engine.backends.slurm, engine.control.sweep; "
+    code = ("import sys, engine.daemon.backends, engine.daemon.backends.slurm, engine.control.sweep; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from engine.compute.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tests.helpers import ROOT
 
 
@@ -50,7 +50,7 @@ def test_killed_writer_never_leaves_a_broken_checkpoint(tmp_path):
     script = textwrap.dedent(f"""
         import sys, torch
         from pathlib import Path
-        from engine.checkpoint import save_checkpoint
+        from engine.compute.checkpoint import save_checkpoint
         state = {{"config": {{}}, "models": {{"D": {{"w": torch.full((10_000_000,), 2.0)}}}}}}
         print("ready", flush=True)
         while True:

@@ -130,7 +130,7 @@ def test_headless_ctrl_c_checkpoints_and_exits_130(tmp_path, npz):
     proc.communicate(timeout=300)
     assert proc.returncode == 130
     assert rows(home)[0][2] == "cancelled"
-    from engine.checkpoint import load_checkpoint
+    from engine.compute.checkpoint import load_checkpoint
 
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] >= 1
 

@@ -142,7 +142,7 @@ def ganmgr_in(ctx: dict, args: list[str], home: Path | None = None) -> subproces
     base = ctx["base"]
     argv = [a.replace("{base}", str(base)).replace("{npz}", str(ctx["npz"])) for a in args]
     env = {**os.environ, "HOME": str(base / "userhome")}
-    return subprocess.run([sys.executable, "-m", "tui.cli", "--home", str(home or ctx["home"]), *argv],
+    return subprocess.run([sys.executable, "-m", "tui.cli.main", "--home", str(home or ctx["home"]), *argv],
                           cwd=base / "cwd", capture_output=True, text=True, timeout=120, env=env,
                           stdin=subprocess.DEVNULL)
 
@@ -178,7 +178,7 @@ def test_every_malformed_input_is_refused_with_one_line_and_changes_nothing(stor
 
 
 def test_more_malformed_input_through_main_in_process(store, capsys, monkeypatch):
-    from tui.cli import main
+    from tui.cli.main import main
 
     monkeypatch.chdir(store["base"] / "cwd")
     before = snapshot(store["home"])
@@ -210,7 +210,7 @@ def test_a_home_that_is_a_file_or_missing_is_refused_or_left_uncreated(store):
 
 def test_nul_characters_are_refused_in_process(store, capsys):
     """A NUL cannot pass through exec's argv, but a caller of main() can hand one over."""
-    from tui.cli import main
+    from tui.cli.main import main
 
     home = str(store["home"])
     before = snapshot(store["home"])

@@ -1,4 +1,4 @@
-"""engine.data: the synthetic set and its cache, npz / torchvision loaders, conform, augmentation, DeviceData.
+"""engine.compute.data: the synthetic set and its cache, npz / torchvision loaders, conform, augmentation, DeviceData.
 
 Everything here runs on tiny arrays in a few seconds; the learnability acceptance check (the width-32
 discriminator reaches 90% on the synthetic set in 3 epochs) is the one `slow` test at the end.
@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from engine import data as D
-from engine.data import (
+from engine.compute import data as D
+from engine.compute.data import (
     CIFAR10_CLASSES,
     DataError,
     DeviceData,
@@ -540,7 +540,7 @@ def test_cuda_batches_need_no_host_sync():
 @pytest.mark.timeout(1800)  # ~2 min on an idle 2-core machine; the suite's 600 s would cut it on a busy one
 def test_width32_discriminator_learns_synthetic_in_three_epochs(cache):
     """Acceptance: the seed's D at width 32, Adam 1e-4, batch 128, CE on fc10, augmented: >= 90% in 3 epochs."""
-    from engine.models import DConfig, Discriminator
+    from engine.compute.models.acgan import DConfig, Discriminator
 
     torch.manual_seed(0)
     data = DeviceData(load_splits("synthetic"), torch.device("cpu"))

@@ -23,9 +23,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from engine.compute.recipes.acgan import ACGANTrainer, gradient_penalty_func
+from engine.compute.recipes.baseline import BaselineTrainer
 from engine.control.config import resolve_config
-from engine.recipes.acgan import ACGANTrainer, gradient_penalty_func
-from engine.recipes.baseline import BaselineTrainer
 from tests.helpers import tiny_npz
 from tests.test_acgan_step import close, draws, seed_gradient_penalty
 
@@ -223,7 +223,7 @@ def _grads(module: torch.nn.Module) -> torch.Tensor:
 
 def bf16_against_fp32(make, x, y) -> None:
     """One G and one D step in bf16 and in fp32 from the same state: terms and gradient directions."""
-    from engine.device import set_tf32
+    from engine.compute.device import set_tf32
 
     fp32, bf16 = make("fp32"), make("bf16")
     assert bf16.rt.precision == "bf16"
@@ -270,7 +270,7 @@ def test_bf16_step_stays_within_the_documented_tolerance_on_cuda(tmp_path, npz):
 def test_inductor_compiled_critic_step_matches_eager(tmp_path, npz):
     """The real backend (C++ code generation on the CPU: minutes) on the step's hardest graph, the critic
     loss with the torch.func gradient penalty: the loss terms to 1e-5 and the same gradients."""
-    from engine.device import compile_unavailable
+    from engine.compute.device import compile_unavailable
 
     t = gan(npz, tmp_path, "width=8")
     reason = compile_unavailable(t.rt.device)

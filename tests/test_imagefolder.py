@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.compute.data import DataError, load_imagefolder, load_splits
 from engine.control.config import ConfigError, resolve_config
 from engine.control.datasets import check_dataset_available, check_imagefolder, image_files
-from engine.data import DataError, load_imagefolder, load_splits
 from tests.helpers import make_run_dir, records, run_worker
 
 

@@ -58,7 +58,7 @@ def records(run_dir: Path) -> list[dict]:
 @pytest.mark.slow
 def test_kill_9_of_a_worker_at_random_moments_then_resume(store_home: Path, npz: Path):
     """10 workers killed with SIGKILL at random moments (half of them after their first checkpoint)."""
-    from engine.checkpoint import load_checkpoint
+    from engine.compute.checkpoint import load_checkpoint
 
     home = store_home
     seed = random.randrange(1 << 30)
@@ -202,7 +202,7 @@ _hook()
 @pytest.mark.parametrize("stuck", [False, True], ids=["worker-obeys", "worker-stuck"])
 def test_cancel_takes_down_the_whole_process_group_within_the_grace(store_home: Path, npz: Path,
                                                                     tmp_path: Path, stuck: bool):
-    from engine.checkpoint import load_checkpoint
+    from engine.compute.checkpoint import load_checkpoint
 
     home = store_home
     site = tmp_path / "site"

@@ -6,7 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from engine.models import D_TABLE, G_TABLE, DConfig, Discriminator, GConfig, Generator, count_parameters
+from engine.compute.models.acgan import (
+    D_TABLE,
+    G_TABLE,
+    DConfig,
+    Discriminator,
+    GConfig,
+    Generator,
+    count_parameters,
+)
 
 # the seed's discriminator table: (in, out, k, pad, stride, input size)
 SEED_D = [(3, 196, 3, 1, 1, 32), (196, 196, 3, 1, 2, 32), (196, 196, 3, 1, 1, 16), (196, 196, 3, 1, 2, 16),

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from engine.models_dcgan import DCGANConfig, DCGANDiscriminator, DCGANGenerator, weights_init
-from engine.models_mlp import (
+from engine.compute.models.dcgan import DCGANConfig, DCGANDiscriminator, DCGANGenerator, weights_init
+from engine.compute.models.mlp import (
     Lab5Config,
     Lab5Discriminator,
     Lab5Generator,

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.compute.recipes.acgan import ACGANTrainer
+from engine.compute.recipes.baseline import BaselineTrainer
 from engine.control.config import resolve_config
-from engine.recipes.acgan import ACGANTrainer
-from engine.recipes.baseline import BaselineTrainer
 from tests.helpers import tiny_npz
 
 READS = ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__")

@@ -18,16 +18,16 @@ import pytest
 import torch
 from PIL import Image
 
-from engine import data as D
-from engine.checkpoint import load_checkpoint
+from engine.compute import data as D
+from engine.compute.checkpoint import load_checkpoint
+from engine.compute.data import DataError, load_splits, make_synthetic, select_classes
+from engine.compute.mode_collapse import batchnorm_stats_kept, class_spread, diversity, mean_pairwise_distance
+from engine.compute.recipes.bce_gan import build_gan_models
 from engine.control.config import RECIPES, ConfigError, default_run_name, resolve_config
 from engine.control.datasets import check_dataset_available, dataset_syntax_error
-from engine.data import DataError, load_splits, make_synthetic, select_classes
-from engine.mode_collapse import batchnorm_stats_kept, class_spread, diversity, mean_pairwise_distance
-from engine.recipes.bce_gan import build_gan_models
 from tests.conftest import cli_argv
 from tests.helpers import ROOT, make_run_dir, records, run_worker, tiny_npz, worker_cmd
-from tui.series import RunCharts
+from tui.charts.series import RunCharts
 
 BCE_RECIPES = ("mlp-gan", "lab5-gan", "dcgan")
 RUN = ("device=cpu", "threads=1", "keep_every=0")
@@ -111,7 +111,7 @@ def test_cli_refuses_bad_data_in_one_line(tmp_path):
 
 
 def test_new_run_form_takes_the_new_recipes():
-    from tui.run_form import check_form, text_values
+    from tui.forms.run_form import check_form, text_values
 
     for name in BCE_RECIPES:
         values = text_values(RECIPES[name].default_config())

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.backends.base import ClusterState, resubmit_reason
-from engine.backends.slurm import SCRIPT_NAME, SlurmBackend
 from engine.control.follow import log_tail
+from engine.daemon.backends.base import ClusterState, resubmit_reason
+from engine.daemon.backends.slurm import SCRIPT_NAME, SlurmBackend
 from tests.helpers import make_run_dir, records, tiny_npz
 from tests.slurm_cluster import SlurmCluster, start_test_cluster
 from tests.test_supervisor import wait_for
@@ -116,7 +116,7 @@ def test_submit_runs_to_completion_streaming_metrics(tmp_path, backend, npz):
 
 
 def test_cancel_stops_the_job_and_keeps_a_loadable_checkpoint(tmp_path, backend, npz):
-    from engine.checkpoint import load_checkpoint
+    from engine.compute.checkpoint import load_checkpoint
 
     run_dir = tiny_run(tmp_path, npz, epochs=100000)
     job = backend.submit(run_dir)

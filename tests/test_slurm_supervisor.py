@@ -107,7 +107,7 @@ def test_submit_runs_and_completes_with_metrics_in_the_row(store, npz):
 
 
 def test_cancel_stops_the_job_and_keeps_a_loadable_checkpoint(store, npz):
-    from engine.checkpoint import load_checkpoint
+    from engine.compute.checkpoint import load_checkpoint
 
     home, env = store
     run_id = submit(home, env, npz, "s-cancel", 100000)

@@ -1,4 +1,4 @@
-"""store.metrics_reader: whole lines only, malformed lines skipped, truncation/replacement, resume."""
+"""engine.control.records: whole lines only, malformed lines skipped, truncation/replacement, resume."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from store.metrics_reader import MetricsTail, read_all
+from engine.control.records import MetricsTail, read_all
 
 
 def line(**record: object) -> bytes:

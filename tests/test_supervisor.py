@@ -23,7 +23,7 @@ import pytest
 from engine.control.follow import Outcome, ProgressFold, outcome
 from engine.control.procs import is_alive, process_start_token
 from engine.control.supervisor_lock import lock_is_held, lock_path
-from engine.supervisor import RunJobs, trains_on_cpu
+from engine.daemon.loop import RunJobs, trains_on_cpu
 from store import runs as store_runs
 from store.db import dispose_engines
 from store.views import RunView
@@ -339,7 +339,7 @@ def test_a_run_claimed_by_a_supervisor_that_died_before_starting_it_is_queued_ag
 
 def test_the_queue_side_never_imports_torch():
     probe = ("import sys\n"
-             "import engine.supervisor, engine.control.reconcile, engine.control.submit, tui.cli, tui.commands\n"
+             "import engine.daemon.loop, engine.control.reconcile, engine.control.submit, tui.cli.main, tui.cli.queue\n"
              "assert 'torch' not in sys.modules, 'torch was imported'\nprint('clean')\n")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "clean", out.stderr

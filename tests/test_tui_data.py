@@ -12,14 +12,23 @@ import pytest
 
 from engine.control.config import RECIPES
 from tests.tui_seed import make_run, seed_every_status, write_metrics, write_png
-from tui.compare_data import default_metric, differing_keys
+from tui.charts.compare_data import default_metric, differing_keys
+from tui.charts.series import (
+    TEST_ACC,
+    TRAIN_ACC,
+    RunCharts,
+    Series,
+    downsample,
+    ema,
+    metric_names,
+    metric_series,
+)
 from tui.external import scp_line, viewer_argv
 from tui.follow import RunFollower, list_images, natural_key, sample_epoch
-from tui.formatting import fmt_duration, fmt_rate, pack_items, progress_bar, short_dataset, status_text
+from tui.forms.run_form import GENERAL, check_form, error_field, text_values
+from tui.present import fmt_duration, fmt_rate, pack_items, progress_bar, short_dataset, status_text
 from tui.quickstart import CPU_OVERRIDES, has_gpu, quick_config
-from tui.run_form import GENERAL, check_form, error_field, text_values
 from tui.run_query import FilterError, order_runs, parse_filter, queue_positions
-from tui.series import TEST_ACC, TRAIN_ACC, RunCharts, Series, downsample, ema, metric_names, metric_series
 
 # ---------------------------------------------------------------------------------------------- series
 

@@ -18,7 +18,7 @@ assert "torch" not in sys.modules, "importing tui.app imported torch"
 from tests.tui_seed import make_run, write_metrics, write_samples
 from tui.app import GanmgrApp
 from tui.screens.compare import CompareScreen
-from tui.screens.new_run import NewRunScreen
+from tui.forms.new_run import NewRunScreen
 from tui.screens.run_detail import RunScreen
 
 home = Path(tempfile.mkdtemp()) / "store"

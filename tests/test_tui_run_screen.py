@@ -10,11 +10,11 @@ import pytest
 
 from store import runs as store_runs
 from tests.tui_seed import LOSSES, drive, make_run, plain, wait_for, write_metrics, write_png, write_samples
+from tui.charts.metric_chart import MetricChart
+from tui.charts.series import TEST_ACC, TRAIN_ACC
 from tui.screens.file_location import FileLocationModal
 from tui.screens.run_detail import RunScreen
-from tui.series import TEST_ACC, TRAIN_ACC
 from tui.widgets.image_panel import ImagePanel
-from tui.widgets.metric_chart import MetricChart
 from tui.widgets.runs_table import RunsTable
 
 

@@ -20,13 +20,13 @@ from tests.tui_seed import (
     wait_for,
     write_metrics,
 )
+from tui.charts.metric_chart import MetricChart
 from tui.screens.compare import CompareScreen
 from tui.screens.confirm import ConfirmModal
 from tui.screens.help import HelpScreen
 from tui.screens.runs import RunsScreen
 from tui.screens.welcome import WelcomeModal
 from tui.widgets.key_bar import KeyBar
-from tui.widgets.metric_chart import MetricChart
 from tui.widgets.runs_table import RunsTable
 
 

@@ -20,10 +20,10 @@ from store import runs as store_runs
 from store.views import RunView
 from tests.helpers import tiny_npz
 from tests.tui_seed import drive, hold_supervisor_lock, make_run, plain, wait_for
-from tui.formatting import PENDING_STYLE
+from tui.forms.new_run import NewRunScreen
+from tui.present import PENDING_STYLE
 from tui.run_query import FilterError, parse_filter
 from tui.screens.help import HelpScreen
-from tui.screens.new_run import NewRunScreen
 from tui.screens.run_detail import RunScreen
 from tui.screens.runs import RunsScreen
 from tui.widgets.runs_table import RunsTable
@@ -246,7 +246,7 @@ def test_filter_terms_for_sweeps_backends_and_pending() -> None:
 
 
 def test_detail_shows_the_show_lines_and_the_segment_history(home: Path) -> None:
-    from tui.commands import _backend_lines
+    from tui.cli.queue import _backend_lines
 
     store_runs.set_setting(home, "max_segments", 7)  # a run without its own limit shows the store's
     run = slurm_run(home, "long-one", state="RUNNING", job="3001", epoch=2, epochs=8, max_segments=5,

@@ -1,5 +1,5 @@
 """The visualization launcher (`v`) in the real app: the form's checks, queueing a job that the real supervisor
-runs (`python -m engine.viz`), the job listed on the run screen, and its PNG shown when it completes."""
+runs (`python -m engine.compute.viz`), the job listed on the run screen, and its PNG shown when it completes."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from textual.widgets import Input, Select
 from store import runs as store_runs
 from tests.test_tui_run_screen import open_run
 from tests.tui_seed import drive, make_run, plain, wait_for, write_metrics, write_samples
-from tui.screens.viz_launch import VizLaunchScreen
-from tui.viz_form import baselines_from, check_viz_form, kinds_for
+from tui.forms.viz_form import baselines_from, check_viz_form, kinds_for
+from tui.forms.viz_launch import VizLaunchScreen
 from tui.widgets.image_panel import ImagePanel
 
 

@@ -4,7 +4,7 @@ The models are trained once per module: a width-16 baseline classifier that lear
 accuracy; ~99% after its 310 steps), a width-8 ACGAN trained for 4 epochs (248 steps, the seed's
 optimizer settings), the same ACGAN left untrained (two steps at lr 1e-9), and a width-100 baseline (two
 steps) for the 10x10 feature grids, which need 100 channels.
-Jobs run through the real entry point: `python -m engine.viz JOB_DIR` as a subprocess where exit codes,
+Jobs run through the real entry point: `python -m engine.compute.viz JOB_DIR` as a subprocess where exit codes,
 stderr or signals matter, and its `main()` in-process elsewhere (the same code without the start-up cost).
 """
 
@@ -29,7 +29,7 @@ from tests.helpers import ROOT, make_run_dir, records, run_worker, tiny_npz
 
 pytestmark = pytest.mark.slow
 
-GRID_PX = (10 * 34 + 2) * 2  # engine.imaging's 10x10 grid of 32px images, 2px padding, drawn at 2x
+GRID_PX = (10 * 34 + 2) * 2  # engine.compute.imaging's 10x10 grid of 32px images, 2px padding, drawn at 2x
 
 
 def train(base: Path, recipe: str, *assignments: str) -> Path:
@@ -69,7 +69,7 @@ def job_dir_for(tmp_path: Path, kind: str, run_dir: Path, *sets: str, baseline: 
 
 
 def run_inprocess(job_dir: Path) -> tuple[int, dict]:
-    from engine.viz.__main__ import main
+    from engine.compute.viz.__main__ import main
 
     code = main([str(job_dir)])
     recs = records(job_dir)
@@ -79,7 +79,7 @@ def run_inprocess(job_dir: Path) -> tuple[int, dict]:
 
 
 def run_subprocess(job_dir: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine.viz", str(job_dir)], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "engine.compute.viz", str(job_dir)], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -337,7 +337,7 @@ def test_a_job_killed_mid_write_leaves_no_broken_png(runs, tmp_path):
                           baseline=runs.baseline)
     prelude = ("import os, sys, time\n_fsync = os.fsync\n"
                "def slow(fd):\n    time.sleep(0.5)\n    _fsync(fd)\n"
-               "os.fsync = slow\nfrom engine.viz.__main__ import main\nsys.exit(main(sys.argv[1:]))\n")
+               "os.fsync = slow\nfrom engine.compute.viz.__main__ import main\nsys.exit(main(sys.argv[1:]))\n")
     proc = subprocess.Popen([sys.executable, "-c", prelude, str(job_dir)], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
 
@@ -375,7 +375,7 @@ def test_a_job_killed_mid_write_leaves_no_broken_png(runs, tmp_path):
 
 def test_sigterm_cancels_a_job(runs, tmp_path):
     job_dir = job_dir_for(tmp_path, "max_class", runs.baseline, "iterations=100000")
-    proc = subprocess.Popen([sys.executable, "-m", "engine.viz", str(job_dir)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "engine.compute.viz", str(job_dir)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300

@@ -1,5 +1,5 @@
 """Visualization jobs through the queue: `ganmgr viz/jobs/report` -> the store -> the supervisor ->
-`python -m engine.viz`, with real processes, a real SQLite file and tiny runs trained by the real worker."""
+`python -m engine.compute.viz`, with real processes, a real SQLite file and tiny runs trained by the real worker."""
 
 from __future__ import annotations
 

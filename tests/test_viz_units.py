@@ -15,7 +15,7 @@ from tests.helpers import ROOT, records
 
 
 def run_subprocess(job_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine.viz", str(job_dir)], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "engine.compute.viz", str(job_dir)], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
 
 
@@ -56,7 +56,7 @@ def test_a_missing_run_folder_fails_the_job(tmp_path):
 
 
 def test_frechet_distance_matches_the_closed_form():
-    from engine.viz.frechet import frechet_distance, frechet_distance_from_stats
+    from engine.compute.viz.frechet import frechet_distance, frechet_distance_from_stats
 
     rng = np.random.default_rng(0)
     a = rng.normal(size=(4000, 6))
@@ -79,7 +79,7 @@ def test_frechet_distance_matches_the_closed_form():
 
 def test_frechet_distance_of_rank_deficient_features():
     """Dead features (constant columns) give singular covariances; the eigh route stays finite."""
-    from engine.viz.frechet import frechet_distance
+    from engine.compute.viz.frechet import frechet_distance
 
     rng = np.random.default_rng(1)
     a = np.concatenate([rng.normal(size=(50, 3)), np.zeros((50, 5))], axis=1)
@@ -89,7 +89,7 @@ def test_frechet_distance_of_rank_deficient_features():
 
 
 def test_progression_picks_evenly_spaced_epochs():
-    from engine.viz.progression import pick_epochs
+    from engine.compute.viz.progression import pick_epochs
 
     assert pick_epochs(list(range(1, 501)), 6) == [1, 101, 201, 300, 400, 500]
     assert pick_epochs([1, 2, 3], 6) == [1, 2, 3]
@@ -101,9 +101,9 @@ def test_quality_scores_with_one_pass_what_forward_gives():
     """`quality` reads the logits off the pooled conv-8 features (fc10 of them) to halve its work."""
     import torch
 
-    from engine.models import DConfig, Discriminator
-    from engine.viz.loading import LoadedRun
-    from engine.viz.quality import score
+    from engine.compute.models.acgan import DConfig, Discriminator
+    from engine.compute.viz.loading import LoadedRun
+    from engine.compute.viz.quality import score
 
     torch.manual_seed(0)
     D = Discriminator(DConfig(width=12)).eval()

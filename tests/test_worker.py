@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.checkpoint import load_checkpoint
+from engine.compute.checkpoint import load_checkpoint
 from tests.helpers import ROOT, make_run_dir, records, run_worker, tiny_npz, worker_cmd
 
 GAN_METRICS = {"gp", "d_fake_source", "d_real_source", "d_real_class", "d_fake_class", "gen_source",
@@ -58,7 +58,7 @@ def test_gan_run_writes_the_run_directory_contract(tmp_path, npz):
 
 
 def test_sample_grid_has_one_class_per_column():
-    from engine.recipes.acgan import save_noise
+    from engine.compute.recipes.acgan import save_noise
 
     noise, labels = save_noise(100, 10, 352)
     assert noise.shape == (100, 100)

@@ -17,10 +17,10 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from engine.control.paths import ensure_home
-from tui.formatting import one_line
+from tui.forms.new_run import NewRunScreen
 from tui.messages import RunsChanged
+from tui.present import one_line
 from tui.screens.help import FILTER_HELP, HelpScreen
-from tui.screens.new_run import NewRunScreen
 from tui.screens.runs import RunsScreen
 from tui.screens.welcome import WelcomeModal
 

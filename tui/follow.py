@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from store.metrics_reader import MetricsTail
+from engine.control.records import MetricsTail
 
 LOG_TAIL_BYTES = 16 * 1024  # how much of an existing log the screen shows at first
 MAX_READ = 1 << 20  # per poll, so a huge backlog arrives in slices and the UI stays responsive

@@ -105,7 +105,7 @@ def is_pending(run: RunView) -> bool:
     """A Slurm run submitted but not started (what `ganmgr ls` shows as `pending`)."""
     if run.backend != "slurm" or run.status != "running":
         return False
-    from tui.formatting import run_status_word
+    from tui.present import run_status_word
 
     return run_status_word(run) == PENDING
 

@@ -233,7 +233,7 @@ RECIPES: dict[str, RecipeSpec] = {
     "baseline": RecipeSpec(
         name="baseline",
         summary="the seed's discriminator trained alone as a CIFAR-10 classifier (cross-entropy on fc10)",
-        module="engine.recipes.baseline",
+        module="engine.compute.recipes.baseline",
         fields=BASELINE,
         defaults={"epochs": 100, "lr": 1e-4, "betas": [0.9, 0.999], "batch_size": 128},
         train_metrics=("loss", "acc"),
@@ -244,7 +244,7 @@ RECIPES: dict[str, RecipeSpec] = {
     "acgan-wgangp": RecipeSpec(
         name="acgan-wgangp",
         summary="the seed's ACGAN generator + discriminator with the WGAN-GP loss (five D terms)",
-        module="engine.recipes.acgan",
+        module="engine.compute.recipes.acgan",
         fields=ACGAN,
         defaults={"epochs": 500, "lr": 1e-4, "betas": [0.0, 0.9], "batch_size": 128},
         train_metrics=("gp", "d_fake_source", "d_real_source", "d_real_class", "d_fake_class",
@@ -257,7 +257,7 @@ RECIPES: dict[str, RecipeSpec] = {
     "mlp-gan": RecipeSpec(
         name="mlp-gan",
         summary="001's fully-connected MNIST GAN (G 100-300-784 sigmoid, D 784-300-100-1), BCE with logits",
-        module="engine.recipes.mlp_gan",
+        module="engine.compute.recipes.mlp_gan",
         fields=MLP_GAN,
         defaults={"epochs": 20, "lr": 2e-4, "betas": [0.5, 0.999], "batch_size": 100, "augment": False,
                   "dataset": "synthetic28"},
@@ -270,7 +270,7 @@ RECIPES: dict[str, RecipeSpec] = {
         name="lab5-gan",
         summary="003's Lab-5 GAN: LeakyReLU MLPs, G 256-512-1024 tanh, D 1024-512-256 sigmoid, BCE; classes=8 "
                 "for one digit",
-        module="engine.recipes.lab5_gan",
+        module="engine.compute.recipes.lab5_gan",
         fields=LAB5_GAN,
         defaults={"epochs": 200, "lr": 2e-4, "betas": [0.9, 0.999], "batch_size": 100, "augment": False,
                   "dataset": "synthetic28"},
@@ -283,7 +283,7 @@ RECIPES: dict[str, RecipeSpec] = {
     "dcgan": RecipeSpec(
         name="dcgan",
         summary="004's 64x64 DCGAN (convT/BatchNorm/ReLU G, conv/BatchNorm/LeakyReLU D, N(0, 0.02) init), BCE",
-        module="engine.recipes.dcgan",
+        module="engine.compute.recipes.dcgan",
         fields=DCGAN,
         defaults={"epochs": 5, "lr": 2e-4, "betas": [0.5, 0.999], "batch_size": 128, "augment": False,
                   "dataset": "synthetic64"},

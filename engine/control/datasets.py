@@ -1,6 +1,6 @@
 """Torch-free checks that a data source exists and has the right files, run before any row or folder.
 
-The worker's loaders (`engine.data`) do the real reading; these checks only look at names, files and
+The worker's loaders (`engine.compute.data`) do the real reading; these checks only look at names, files and
 array headers, so the CLI and the TUI can refuse a bad `--dataset`/`--data-root` at once and say which
 file is missing.
 """

@@ -21,11 +21,11 @@ from typing import Any
 from engine.control.follow import ProgressFold, attempt_end, outcome
 from engine.control.launcher import worker_argv
 from engine.control.procs import find_processes, is_alive
+from engine.control.records import MetricsTail
 from engine.control.supervisor_lock import lock_is_held
 from store import runs as store_runs
 from store.db import db_path
 from store.errors import StoreError
-from store.metrics_reader import MetricsTail
 from store.views import RunView, VizJobView
 
 # A headless run's row says `running` a moment before its worker's pid is recorded: give it this long.

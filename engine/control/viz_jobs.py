@@ -19,6 +19,7 @@ from typing import Any
 from engine.control.config import RECIPES
 from engine.control.follow import log_tail, outcome
 from engine.control.paths import PathError
+from engine.control.records import read_all
 from engine.control.runs_root import ensure_run_folder
 from engine.control.submit import SubmitError
 from engine.control.viz_spec import (
@@ -34,7 +35,6 @@ from engine.control.viz_spec import (
 )
 from store import runs as store_runs
 from store.errors import StoreError
-from store.metrics_reader import read_all
 from store.views import RunView, VizJobView
 
 # Kinds that rebuild the models read the seed's discriminator/generator tables from the checkpoint.

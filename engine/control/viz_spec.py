@@ -3,7 +3,7 @@
 A visualization job runs one kind (`perturb`, `max_class`, ...) on a saved checkpoint of a run. Its
 parameters are declared here with the course's defaults (seed 002, Part 2) using the same `Field`
 machinery as the recipe configs, so the CLI (`--set key=value`), the TUI's launcher form and the worker
-(`python -m engine.viz JOB_DIR`) accept and refuse exactly the same values, each refusal one line.
+(`python -m engine.compute.viz JOB_DIR`) accept and refuse exactly the same values, each refusal one line.
 
 The job contract (what a caller writes, what the worker reads) is `job.json` in the job's folder:
 
@@ -264,7 +264,7 @@ def primary_output(kind: str, params: Mapping[str, Any]) -> str:
 
 def viz_argv(job_dir: Path) -> list[str]:
     """The worker's argv (a list: never a shell string)."""
-    return [sys.executable, "-m", "engine.viz", str(job_dir)]
+    return [sys.executable, "-m", "engine.compute.viz", str(job_dir)]
 
 
 def _check_checkpoint(value: Any, key: str) -> str:

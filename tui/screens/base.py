@@ -9,7 +9,7 @@ from textual import on
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from tui.formatting import one_line
+from tui.present import one_line
 
 if TYPE_CHECKING:
     from tui.app import GanmgrApp

@@ -13,14 +13,14 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from store.metrics_reader import read_all
+from engine.control.records import read_all
 from store.views import RunView
-from tui.compare_data import default_metric, differing_keys
-from tui.formatting import one_line
+from tui.charts.compare_data import default_metric, differing_keys
+from tui.charts.metric_chart import PALETTE, MetricChart
+from tui.charts.series import AXES, Series, metric_names, metric_series
+from tui.present import one_line
 from tui.screens.base import GanmgrScreen
-from tui.series import AXES, Series, metric_names, metric_series
 from tui.widgets.key_bar import KeyBar
-from tui.widgets.metric_chart import PALETTE, MetricChart
 
 
 class CompareScreen(GanmgrScreen[None]):

@@ -75,7 +75,7 @@ class RunActions:
                         severity="warning")
             return
         from store import runs as store_runs
-        from tui.screens.viz_launch import VizLaunchScreen
+        from tui.forms.viz_launch import VizLaunchScreen
 
         baselines = store_runs.list_runs(self.home, status="completed", recipe="baseline")  # type: ignore[attr-defined]
         self.app.push_screen(VizLaunchScreen(run, baselines), callback=self._viz_queued)  # type: ignore[attr-defined]
@@ -93,6 +93,6 @@ class RunActions:
         run = self._need_run()
         if run is None:
             return
-        from tui.screens.new_run import NewRunScreen
+        from tui.forms.new_run import NewRunScreen
 
         self.app.push_screen(NewRunScreen(parent=run))  # type: ignore[attr-defined]

@@ -30,9 +30,12 @@ from textual.worker import get_current_worker
 
 from engine.control.config import RECIPES
 from store.views import ArtifactView, RunEventView, RunView, VizJobView
+from tui.charts.metric_chart import PALETTE, MetricChart
+from tui.charts.series import AXES, TEST_ACC, TRAIN_ACC, RunCharts
 from tui.external import open_external, scp_line, viewer_argv
 from tui.follow import FollowUpdate, RunFollower
-from tui.formatting import (
+from tui.forms.viz_form import viz_output_rel
+from tui.present import (
     PENDING_STYLE,
     STATUS_STYLES,
     cluster_reason,
@@ -53,11 +56,8 @@ from tui.formatting import (
 from tui.screens.base import GanmgrScreen
 from tui.screens.file_location import FileLocationModal
 from tui.screens.run_actions import RunActions
-from tui.series import AXES, TEST_ACC, TRAIN_ACC, RunCharts
-from tui.viz_form import viz_output_rel
 from tui.widgets.image_panel import ImagePanel
 from tui.widgets.key_bar import KeyBar
-from tui.widgets.metric_chart import PALETTE, MetricChart
 from tui.widgets.quiet_static import QuietStatic
 
 POLL_S = 0.5  # folder poll period of the follower thread
@@ -383,7 +383,7 @@ class RunScreen(RunActions, GanmgrScreen[None]):
         """`ganmgr show`'s backend lines (the same helper), then the newest history lines (the segments'
         submissions, starts and ends), one line each so the newest always fits; with a signature, so the
         panel repaints only when one of them changed."""
-        from tui.commands import _backend_lines  # the store behind it; the follower imported it already
+        from tui.cli.queue import _backend_lines  # the store behind it; the follower imported it already
 
         limit = self.store_max_segments
         lines = _backend_lines(self.run, limit if isinstance(limit, int) and not isinstance(limit, bool) else None)

@@ -25,8 +25,9 @@ from textual.widgets import DataTable, Input
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from store.views import RunView
-from tui.formatting import PENDING_GLYPH, PENDING_STYLE, STATUS_GLYPHS, STATUS_STYLES, fmt_pct, short_path
+from tui.forms.new_run import NewRunScreen
 from tui.messages import RunsChanged
+from tui.present import PENDING_GLYPH, PENDING_STYLE, STATUS_GLYPHS, STATUS_STYLES, fmt_pct, short_path
 from tui.run_query import (
     PENDING,
     SORTS,
@@ -42,7 +43,6 @@ from tui.run_query import (
 )
 from tui.screens.base import GanmgrScreen
 from tui.screens.compare import CompareScreen
-from tui.screens.new_run import NewRunScreen
 from tui.screens.run_actions import RunActions
 from tui.screens.run_detail import RunScreen
 from tui.widgets.filter_input import FilterInput

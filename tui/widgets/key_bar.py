@@ -12,7 +12,7 @@ from textual import events
 from textual.screen import Screen
 from textual.widgets import Static
 
-from tui.formatting import pack_items
+from tui.present import pack_items
 
 
 class KeyBar(Static):

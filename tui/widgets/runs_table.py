@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from store.views import RunView
-from tui.formatting import (
+from tui.present import (
     PENDING_STYLE,
     STATUS_STYLES,
     cluster_reason,

@@ -1,0 +1,165 @@
+"""Reading a run for a visualization: its checkpoint (models rebuilt from the config it carries), its test
+data, its config and its metrics stream. Every problem is a one-line `JobFailed` that names the file and
+says what to do, because the person reading it is choosing a run and an epoch in a form.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.compute.checkpoint import CheckpointError, load_checkpoint
+from engine.compute.data import DataError, DeviceData, conform, load_splits, to_unit_range
+from engine.compute.models.acgan import DConfig, Discriminator, GConfig, Generator
+from engine.compute.viz.job import Job, JobFailed
+from engine.control.viz_spec import kept_epochs, missing_checkpoint_message  # noqa: F401 - re-exported
+
+SAMPLE_RE = re.compile(r"^epoch_(\d+)\.png$")
+
+
+@dataclass
+class LoadedRun:
+    """A checkpoint's models in eval mode on the job's device, with what they were trained on."""
+
+    run_dir: Path
+    checkpoint: str
+    config: dict[str, Any]
+    epoch: int
+    classes: list[str]
+    data_shape: list[int]  # [C, H, W]
+    D: Discriminator
+    G: Generator | None
+
+    @property
+    def recipe(self) -> str:
+        return str(self.config.get("recipe", "?"))
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def load_run(job: Job, run_dir: Path, checkpoint: str) -> LoadedRun:
+    """The models of `run_dir/checkpoint`, cached per job (a report loads each run once)."""
+    key = f"run:{run_dir}:{checkpoint}"
+    if key in job.cache:
+        return job.cache[key]
+    if not run_dir.is_dir():
+        raise JobFailed(f"run folder {run_dir} does not exist")
+    path = run_dir / checkpoint
+    if not path.is_file():
+        raise JobFailed(missing_checkpoint_message(run_dir, checkpoint))
+    try:
+        state = load_checkpoint(path, map_location="cpu")
+    except CheckpointError as e:
+        raise JobFailed(str(e)) from None
+    cfg = state["config"]
+    models = state["models"]
+    channels, size = (int(v) for v in state.get("data_shape", [3, 32, 32])[:2])
+    classes = [str(c) for c in state.get("classes", [])] or [str(i) for i in range(state.get("num_classes", 10))]
+    if "D" not in models:
+        raise JobFailed(f"checkpoint {path} holds no discriminator (models: {', '.join(models)})")
+    try:
+        D = Discriminator(DConfig(width=cfg["width"], in_channels=channels, image_size=size,
+                                  num_classes=len(classes), leaky_slope=cfg.get("leaky_slope", 0.01)))
+        D.load_state_dict(models["D"])
+        G = None
+        if "G" in models:
+            G = Generator(GConfig(width=cfg["width"], n_z=cfg["n_z"], out_channels=channels))
+            G.load_state_dict(models["G"])
+    except (KeyError, RuntimeError) as e:
+        raise JobFailed(f"checkpoint {path} does not fit the models of its config "
+                        f"({' '.join(str(e).split())[:200]})") from None
+    dev = job.device
+    D = D.to(dev).eval().requires_grad_(False)
+    if G is not None:
+        G = G.to(dev).eval().requires_grad_(False)
+    run = LoadedRun(run_dir, checkpoint, cfg, int(state.get("epoch", 0)), classes, [channels, size, size], D, G)
+    job.cache[key] = run
+    return run
+
+
+def load_test_data(job: Job, run: LoadedRun) -> DeviceData:
+    """The run's test split, shaped like its training input, on the job's device (cached per data set)."""
+    cfg = run.config
+    key = f"data:{cfg['dataset']}:{cfg.get('data_root')}:{run.data_shape}"
+    if key in job.cache:
+        return job.cache[key]
+    try:
+        splits = load_splits(cfg["dataset"], cfg.get("data_root"), False)
+        splits = conform(splits, run.data_shape[0], run.data_shape[1])
+    except DataError as e:
+        raise JobFailed(f"the test data of run {run.name} cannot be read: {e}") from None
+    data = DeviceData(splits, job.device)
+    job.cache[key] = data
+    return data
+
+
+def first_test_batch(data: DeviceData, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seed's `testloader.next()`: the first `batch_size` test images in order, in [-1, 1]."""
+    n = min(batch_size, data.num_test)
+    return to_unit_range(data.x_test[:n]), data.y_test[:n]
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "config.json"
+    try:
+        cfg = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise JobFailed(f"run folder {run_dir} has no config.json (is it a run folder?)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise JobFailed(f"{path} is unreadable: {' '.join(str(e).split())[:200]}") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("recipe"), str):
+        raise JobFailed(f"{path} holds no recipe")
+    return cfg
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """Every whole record of the run's metrics.jsonl (a half-written last line is skipped)."""
+    path = run_dir / "metrics.jsonl"
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise JobFailed(f"run {run_dir.name} has no metrics.jsonl: it never started") from None
+    out = []
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def sample_grids(run_dir: Path) -> dict[int, Path]:
+    """samples/epoch_NNN.png by epoch."""
+    d = run_dir / "samples"
+    if not d.is_dir():
+        return {}
+    return {int(m.group(1)): p for p in d.iterdir() if (m := SAMPLE_RE.match(p.name))}
+
+
+def epoch_test_accuracy(records: list[dict[str, Any]], epoch: int | None = None) -> dict[str, Any]:
+    """Test accuracy from a run's epoch records: at `epoch` (the checkpoint's), the last and the best."""
+    by_epoch: dict[int, float] = {}
+    for r in records:
+        if r.get("kind") == "epoch" and isinstance(r.get("epoch"), int) and r.get("test_acc") is not None:
+            by_epoch[r["epoch"]] = float(r["test_acc"])  # a resumed epoch logged twice: the last one wins
+    if not by_epoch:
+        return {"epochs": 0, "at_epoch": None, "test_acc": None, "last_test_acc": None, "best_test_acc": None,
+                "best_epoch": None}
+    last = max(by_epoch)
+    best = max(by_epoch, key=lambda e: (by_epoch[e], -e))
+    at = epoch if epoch in by_epoch else last
+    return {"epochs": len(by_epoch), "at_epoch": at, "test_acc": by_epoch[at], "last_test_acc": by_epoch[last],
+            "best_test_acc": by_epoch[best], "best_epoch": best}

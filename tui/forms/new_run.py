@@ -1,0 +1,293 @@
+"""The new-run form (`n`) and the fork form (`f`): the recipe's defaults (or the parent's config) filled in,
+every input checked as it is typed, the error under the input it belongs to, submit enqueues.
+
+A new run also picks its backend (the store's `backend` setting first): with slurm, the Slurm fields appear,
+filled in from the store's `slurm_options`, and are checked exactly as `ganmgr run --backend slurm` checks
+its flags. A fork runs on this machine (engine.control.submit.fork_run takes no backend).
+
+Rules live in `tui.forms.run_form` (pure); this screen moves text in and errors out. The submit itself (row,
+folder, data check, supervisor start) runs in a thread worker; a ConfigError it raises lands inline too.
+"""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.suggester import SuggestFromList
+from textual.widgets import Button, Input, Label, Select, Static
+
+from engine.control.config import RECIPES, ConfigError
+from store.errors import StoreError
+from store.views import RunView
+from tui.forms.run_form import (
+    BACKENDS,
+    CONFIG_INPUTS,
+    DATASET_SUGGESTIONS,
+    FORK_INPUTS,
+    GENERAL,
+    META_INPUTS,
+    SLURM_INPUTS,
+    FormCheck,
+    RunRequest,
+    check_form,
+    error_field,
+    slurm_text_values,
+    text_values,
+)
+from tui.messages import RunsChanged
+from tui.screens.base import GanmgrScreen
+from tui.widgets.key_bar import KeyBar
+
+DEFAULT_RECIPE = "acgan-wgangp"
+
+
+class NewRunScreen(GanmgrScreen[RunView | None]):
+    """Dismisses with the created run, or None when left with escape."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "submit", "Submit", id="form-submit"),
+        Binding("escape", "leave", "Back", id="form-back"),
+        # Priority: the app moves focus before it hands the next typed key to a widget, so "Tab, type"
+        # typed fast never lands in the field being left.
+        Binding("tab", "app.focus_next", "Next field", id="form-next", priority=True),
+        Binding("shift+tab", "app.focus_previous", "Previous field", id="form-prev", show=False, priority=True),
+        Binding("f1", "app.help", "Help", id="form-help", tooltip="this help"),
+    ]
+
+    class Submitted(Message):
+        def __init__(self, run: RunView) -> None:
+            super().__init__()
+            self.run = run
+
+    class SubmitFailed(Message):
+        def __init__(self, field: str, error: str) -> None:
+            super().__init__()
+            self.field = field
+            self.error = error
+
+    def __init__(self, parent: RunView | None = None, recipe: str | None = None) -> None:
+        super().__init__()
+        self.parent_run = parent
+        self.recipe = parent.recipe if parent is not None else (recipe or DEFAULT_RECIPE)
+        if self.recipe not in RECIPES:
+            self.recipe = DEFAULT_RECIPE
+        self._submitting = False
+        self.backend = "local"
+        self.slurm_defaults: dict = {}
+        self.max_segments_setting: object = None
+
+    @property
+    def fork(self) -> bool:
+        return self.parent_run is not None
+
+    def _initial_values(self) -> dict[str, str]:
+        if self.parent_run is not None:
+            values = text_values(self.parent_run.config)
+            values["tags"] = ",".join(self.parent_run.tags)
+            values["name"] = ""
+            return values
+        return text_values(RECIPES[self.recipe].default_config())
+
+    def _read_settings(self) -> None:
+        """The store's default backend and Slurm options (a store not created yet has none)."""
+        from store.db import db_path
+
+        if self.fork or not db_path(self.home).exists():
+            return
+        from store import runs as store_runs
+
+        try:
+            settings = store_runs.get_settings(self.home)
+        except StoreError:
+            return
+        backend = settings.get("backend")
+        self.backend = backend if backend in BACKENDS else "local"
+        self.max_segments_setting = settings.get("max_segments")
+        options = settings.get("slurm_options")
+        self.slurm_defaults = dict(options) if isinstance(options, dict) else {}
+
+    def compose(self) -> ComposeResult:
+        if self.parent_run is not None:
+            p = self.parent_run
+            title = f"Fork #{p.id} {p.name}: continues from its checkpoint (ctrl+s queues it)"
+        else:
+            title = "New run  (defaults of the recipe; ctrl+s queues it)"
+        yield Static(title, id="form-title")
+        self._read_settings()
+        values = self._initial_values()
+        with VerticalScroll(id="form"):
+            with Horizontal(classes="form-row"):
+                yield Label("recipe", classes="form-label")
+                yield Select([(name, name) for name in RECIPES], value=self.recipe, allow_blank=False,
+                             id="in-recipe", compact=True, disabled=self.fork)
+            yield Static(RECIPES[self.recipe].summary, id="recipe-summary", classes="form-help")
+            inputs = list(CONFIG_INPUTS) + (list(FORK_INPUTS) if self.fork else []) + list(META_INPUTS)
+            for key, label, placeholder in inputs:
+                with Horizontal(classes="form-row"):
+                    yield Label(label, classes="form-label")
+                    suggester = SuggestFromList(DATASET_SUGGESTIONS) if key == "dataset" else None
+                    yield Input(values.get(key, ""), placeholder=placeholder, id=f"in-{key}", compact=True,
+                                suggester=suggester)
+                yield Static("", id=f"err-{key}", classes="field-error")
+            if not self.fork:
+                yield from self._compose_backend()
+            yield Static("", id=f"err-{GENERAL}", classes="field-error")
+            with Horizontal(id="form-buttons"):
+                yield Button("Fork" if self.fork else "Queue run", id="form-submit", variant="primary",
+                             compact=True)
+                yield Button("Cancel", id="form-cancel", compact=True)
+        yield KeyBar()
+
+    def _compose_backend(self) -> ComposeResult:
+        with Horizontal(classes="form-row"):
+            yield Label("backend", classes="form-label")
+            yield Select([(name, name) for name in BACKENDS], value=self.backend, allow_blank=False,
+                         id="in-backend", compact=True)
+        yield Static("", id="err-backend", classes="field-error")
+        values = slurm_text_values(self.slurm_defaults)
+        with Vertical(id="slurm-fields"):
+            yield Static("sbatch runs the run folder's job.sbatch; past the time limit a new job continues it",
+                         classes="form-help", id="slurm-help")
+            for key, label, placeholder in SLURM_INPUTS:
+                if key == "slurm-max-segments" and self.max_segments_setting is not None:
+                    placeholder = placeholder.replace("max_segments, 20",
+                                                      f"max_segments, {self.max_segments_setting}")
+                with Horizontal(classes="form-row"):
+                    yield Label(label, classes="form-label")
+                    yield Input(values.get(key, ""), placeholder=placeholder, id=f"in-{key}", compact=True)
+                yield Static("", id=f"err-{key}", classes="field-error")
+
+    def on_mount(self) -> None:
+        if not self.fork:
+            self.query_one("#slurm-fields").display = self.backend == "slurm"
+        self.query_one("#in-epochs" if self.fork else "#in-recipe").focus()
+        self._validate()
+
+    # -- reading and checking ------------------------------------------------------------------------
+
+    def values(self) -> dict[str, str]:
+        return {inp.id[3:]: inp.value for inp in self.query(Input) if inp.id and inp.id.startswith("in-")}
+
+    def _check(self) -> FormCheck:
+        base = self.parent_run.config if self.parent_run is not None else None
+        return check_form(self.recipe, self.values(), base=base, fork=self.fork, backend=self.backend,
+                          slurm_defaults=self.slurm_defaults)
+
+    def _validate(self) -> FormCheck:
+        check = self._check()
+        self.show_errors(check.errors)
+        return check
+
+    def show_errors(self, errors: dict[str, str]) -> None:
+        for err in self.query(".field-error").results(Static):
+            key = (err.id or "")[4:]
+            message = errors.get(key, "")
+            err.update(message)
+            err.set_class(bool(message), "-shown")
+            try:
+                self.query_one(f"#in-{key}").set_class(bool(message), "-invalid")
+            except Exception:  # noqa: BLE001 - the general error line has no input
+                pass
+
+    @on(Input.Changed)
+    def _changed(self, event: Input.Changed) -> None:
+        self._validate()
+
+    @on(Input.Submitted)
+    def _enter(self, event: Input.Submitted) -> None:
+        self.focus_next()
+
+    @on(Select.Changed, "#in-recipe")
+    def _recipe_changed(self, event: Select.Changed) -> None:
+        new = str(event.value)
+        if new == self.recipe or new not in RECIPES:
+            return
+        old_defaults = text_values(RECIPES[self.recipe].default_config())
+        new_defaults = text_values(RECIPES[new].default_config())
+        self.recipe = new
+        for key, text in new_defaults.items():
+            inp = self.query_one(f"#in-{key}", Input)
+            if inp.value == old_defaults.get(key):  # untouched: follow the recipe's default
+                inp.value = text
+        self.query_one("#recipe-summary", Static).update(RECIPES[new].summary)
+        self._validate()
+
+    @on(Select.Changed, "#in-backend")
+    def _backend_changed(self, event: Select.Changed) -> None:
+        new = str(event.value)
+        if new == self.backend or new not in BACKENDS:
+            return
+        self.backend = new
+        self.query_one("#slurm-fields").display = new == "slurm"
+        self._validate()
+
+    # -- submitting ------------------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#form-submit")
+    def _submit_pressed(self) -> None:
+        self.action_submit()
+
+    @on(Button.Pressed, "#form-cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_leave()
+
+    def action_leave(self) -> None:
+        self.dismiss(None)
+
+    def action_submit(self) -> None:
+        if self._submitting:
+            return
+        check = self._validate()
+        if not check.ok or check.request is None:
+            first = next(iter(check.errors))
+            try:
+                self.query_one(f"#in-{first}").focus()
+            except Exception:  # noqa: BLE001 - a general error has no input to focus
+                pass
+            self.notify(next(iter(check.errors.values())), title="not queued", severity="error")
+            return
+        self._submitting = True
+        self.query_one("#form-title", Static).update("submitting…")
+        self._submit(check.request)
+
+    @work(thread=True, exclusive=True, group="submit", exit_on_error=False, name="submit")
+    def _submit(self, req: RunRequest) -> None:
+        try:
+            if self.parent_run is not None:
+                from engine.control.submit import fork_run
+
+                overrides = {k: v for k, v in req.overrides.items() if k != "name"}
+                view = fork_run(self.home, str(self.parent_run.id), overrides=overrides,
+                                assignments=req.assignments, epoch=req.fork_epoch, name=req.cfg.get("name"),
+                                tags=req.tags, notes=req.notes, priority=req.priority)
+            else:
+                from engine.control.submit import enqueue
+
+                view = enqueue(self.home, req.cfg, tags=req.tags, notes=req.notes, priority=req.priority,
+                               backend=req.backend, backend_options=req.backend_options,
+                               max_segments=req.max_segments)
+        except ConfigError as e:
+            self.post_message(self.SubmitFailed(error_field(str(e)), str(e)))
+            return
+        except (StoreError, ValueError, OSError) as e:
+            self.post_message(self.SubmitFailed(GENERAL, str(e)))
+            return
+        self.post_message(self.Submitted(view))
+
+    @on(SubmitFailed)
+    def _failed(self, event: SubmitFailed) -> None:
+        self._submitting = False
+        self.query_one("#form-title", Static).update("not queued: fix the field marked below")
+        self.show_errors({event.field: event.error})
+        self.notify(event.error, title="not queued", severity="error")
+
+    @on(Submitted)
+    def _done(self, event: Submitted) -> None:
+        run = event.run
+        verb = "forked" if self.fork else "queued"
+        where = " for Slurm (the supervisor submits it with sbatch)" if run.backend == "slurm" else ""
+        self.app.post_message(RunsChanged(run.id, f"{verb} run {run.id} {run.name}{where}"))
+        self.dismiss(run)
