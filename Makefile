@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean-venv
+.PHONY: run test test-fast lint bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,6 +21,11 @@ test: $(STAMP)
 	# it says why those tests will skip, and always exits 0)
 	$(BIN)/python -m tests.slurm_cluster --install
 	$(BIN)/python -m pytest -q
+
+# everything but the tests marked slow, slurm or gpu (`make test` runs them all); under 3 minutes on 2 cores
+test-fast: $(STAMP)
+	$(BIN)/ruff check tui engine store tests bench
+	$(BIN)/python -m pytest -q -m "not slow and not slurm and not gpu"
 
 lint: $(STAMP)
 	$(BIN)/ruff check tui engine store tests bench

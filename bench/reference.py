@@ -26,7 +26,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from engine.compute.models.acgan import DConfig, Discriminator, GConfig, Generator
+from engine.compute.models.acgan import ACGANDConfig, ACGANDiscriminator, ACGANGConfig, ACGANGenerator
 
 SEED_NUM_WORKERS = 2  # the seed's DataLoader(num_workers=2)
 
@@ -143,8 +143,8 @@ class SeedGAN:
 
     @classmethod
     def build(cls, width: int, device: torch.device, lr: float = 1e-4) -> SeedGAN:
-        aD = Discriminator(DConfig(width=width)).to(device)
-        aG = Generator(GConfig(width=width)).to(device)
+        aD = ACGANDiscriminator(ACGANDConfig(width=width)).to(device)
+        aG = ACGANGenerator(ACGANGConfig(width=width)).to(device)
         return cls(aD, aG, torch.optim.Adam(aD.parameters(), lr=lr, betas=(0.0, 0.9)),
                    torch.optim.Adam(aG.parameters(), lr=lr, betas=(0.0, 0.9)), device)
 
@@ -211,7 +211,7 @@ class SeedBaseline:
 
     @classmethod
     def build(cls, width: int, device: torch.device, lr: float = 1e-4) -> SeedBaseline:
-        model = Discriminator(DConfig(width=width)).to(device)
+        model = ACGANDiscriminator(ACGANDConfig(width=width)).to(device)
         return cls(model, torch.optim.Adam(model.parameters(), lr=lr), device)
 
     def reset_logs(self) -> None:

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench.train_speed
     import torch
 
-    from engine.compute.data import load_splits
+    from engine.compute.data.sources import load_splits
     from engine.compute.device import DeviceError, resolve_device
 
     try:

@@ -169,7 +169,7 @@ class EngineSide:
         import importlib
 
         from engine.control.config import recipe_spec, resolve_config
-        from engine.control.record_writer import MetricsWriter
+        from engine.control.records import MetricsWriter
 
         cfg_over = {"dataset": "synthetic", "width": args.width, "batch_size": args.batch_size,
                     "device": args.device, "precision": args.precision, "compile": args.compile,
@@ -441,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch loads OpenMP below
     import torch
 
-    from engine.compute.data import DataError, load_splits
+    from engine.compute.data.sources import load_splits
+    from engine.compute.data.splits import DataError
     from engine.compute.device import DeviceError, resolve_device
 
     try:

@@ -99,7 +99,7 @@ class PtyProgram:
 
 
 def small_store(n: int = 30) -> Path:
-    from tests.tui_seed import make_run, write_metrics, write_samples
+    from tests.tui_helpers import make_run, write_metrics, write_samples
 
     home = Path(tempfile.mkdtemp(prefix="ganmgr-bench-")) / "store"
     for i in range(n):
@@ -140,7 +140,7 @@ def bench_startup(repeats: int) -> None:
 
 def bench_refresh(n: int, repeats: int) -> None:
     from store import runs as store_runs
-    from tests.tui_seed import bulk_runs, wait_for
+    from tests.tui_helpers import bulk_runs, wait_for
     from tui.app import GanmgrApp
     from tui.widgets.runs_table import RunsTable
 

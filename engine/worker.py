@@ -10,27 +10,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import signal
 import sys
 import traceback
 from pathlib import Path
 
-from engine.control.config import ConfigError, recipe_spec, validate_config
+from engine.control.config import recipe_spec
+from engine.control.errors import ConfigError
+from engine.control.paths import METRICS_FILE
+from engine.control.records import MetricsWriter  # torch-free
+from engine.control.run_dir import read_run_config
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
-
-
-def load_run_config(run_dir: Path) -> dict:
-    path = run_dir / "config.json"
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path} does not exist") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path} is unreadable: {e}") from None
-    return validate_config(raw)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,23 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: early_stop.append(signum))
 
-    from engine.control.record_writer import MetricsWriter  # torch-free
-
-    metrics = MetricsWriter(run_dir / "metrics.jsonl")
-
-    def end(status: str, code: int, error: str | None = None) -> int:
-        metrics.end(status, error, who="worker")
-        return code
+    metrics = MetricsWriter(run_dir / METRICS_FILE, who="worker")
+    end = metrics.exit_with
 
     try:
-        cfg = load_run_config(run_dir)
+        cfg = read_run_config(run_dir)
     except ConfigError as e:
         print(f"worker: error: {e}", file=sys.stderr)
         return end("failed", EXIT_BAD_INPUT, str(e))
 
     # torch is imported only past this point
     from engine.compute.checkpoint import CheckpointError
-    from engine.compute.data import DataError
+    from engine.compute.data.splits import DataError
     from engine.compute.device import DeviceError
     from engine.compute.recipes.base import Diverged
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
@@ -36,6 +36,7 @@ DB_NAME = "ganmgr.db"
 BUSY_TIMEOUT_MS = 30_000
 # Execution option read by the `begin` listener: how a transaction on that engine begins.
 _BEGIN_OPTION = "ganmgr_begin"
+_Row = TypeVar("_Row")
 
 PRAGMAS: tuple[tuple[str, str], ...] = (
     # busy_timeout first: switching to WAL needs a lock, and the wait must already be armed.
@@ -148,6 +149,14 @@ def read_session(home: Path) -> Iterator[Session]:
     finally:
         session.rollback()
         session.close()
+
+
+def get_row(s: Session, table: type[_Row], row_id: int, what: str) -> _Row:
+    """The row with this id, or StoreError "no {what} {id}" (a bool or a non-integer id finds nothing)."""
+    row = s.get(table, row_id) if isinstance(row_id, int) and not isinstance(row_id, bool) else None
+    if row is None:
+        raise StoreError(f"no {what} {row_id}")
+    return row
 
 
 def _engines(home: Path) -> _Engines:

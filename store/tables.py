@@ -28,7 +28,7 @@ class Run(SQLModel, table=True):
     recipe: str
     dataset: str
     config_json: str
-    status: str
+    status: str  # a word of store.lifecycle.STATUSES
     priority: int = 0
     created_at: float
     started_at: float | None = None
@@ -115,7 +115,7 @@ class VizJob(SQLModel, table=True):
     kind: str
     params_json: str
     checkpoint: str | None = None
-    status: str
+    status: str  # a word of store.lifecycle.STATUSES (the same lifecycle as a run)
     priority: int = 0
     created_at: float
     started_at: float | None = None

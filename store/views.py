@@ -8,25 +8,13 @@ This module imports nothing from SQLAlchemy, so a view can be built and pickled 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-STATUSES: tuple[str, ...] = (
-    "queued",
-    "running",
-    "completed",
-    "failed",
-    "cancelled",
-    "killed",
-    "diverged",
-    "lost",
-)
-TERMINAL_STATUSES: frozenset[str] = frozenset(
-    {"completed", "failed", "cancelled", "killed", "diverged", "lost"}
-)
-ACTIVE_STATUSES: frozenset[str] = frozenset({"queued", "running"})
+from store.lifecycle import ACTIVE_STATUSES, TERMINAL_STATUSES
 
 
 def _loads(text: str | None, default: Any) -> Any:
@@ -38,21 +26,58 @@ def _loads(text: str | None, default: Any) -> Any:
         return default
 
 
-def _duration(started_at: float | None, ended_at: float | None) -> float | None:
-    if started_at is None:
-        return None
-    end = ended_at if ended_at is not None else time.time()
-    return max(0.0, end - started_at)
+_V = TypeVar("_V")
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+
+
+def _from_row(cls: type[_V], row: Any, **parsed: Any) -> _V:
+    """A view of `row`: each field is the row's column of the same name, unless `parsed` gives it (the JSON
+    columns parsed, defaults for NULLs)."""
+    plain = {name: getattr(row, name) for name in _field_names(cls) if name not in parsed}
+    return cls(**plain, **parsed)
 
 
 class _ViewMixin:
+    @classmethod
+    def from_row(cls: type[_V], row: Any) -> _V:
+        """A snapshot of an ORM row (views with parsed columns override this)."""
+        return _from_row(cls, row)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists), e.g. for `ganmgr ls --json`."""
         return json.loads(json.dumps(dataclasses.asdict(self)))  # type: ignore[call-overload]
 
 
+class _LifecycleMixin(_ViewMixin):
+    """Where a run or a visualization job stands in `store.lifecycle`, read off its view."""
+
+    status: str
+    started_at: float | None
+    ended_at: float | None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to end (or to now while running); None if it never started."""
+        if self.started_at is None:
+            return None
+        end = self.ended_at if self.ended_at is not None else time.time()
+        return max(0.0, end - self.started_at)
+
+
 @dataclass(frozen=True)
-class RunView(_ViewMixin):
+class RunView(_LifecycleMixin):
     """Every column of a run; `config`, `last_metrics` and `tags` parsed."""
 
     id: int
@@ -104,70 +129,18 @@ class RunView(_ViewMixin):
     segment_started_at: float | None = None
     sweep: str | None = None
 
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
-
-    @property
-    def duration_s(self) -> float | None:
-        """Seconds from start to end (or to now while running); None if it never started."""
-        return _duration(self.started_at, self.ended_at)
-
     @classmethod
     def from_row(cls, row: Any) -> RunView:
-        return cls(
-            id=row.id,
-            name=row.name,
-            kind=row.kind,
-            recipe=row.recipe,
-            dataset=row.dataset,
+        return _from_row(
+            cls,
+            row,
             config=_loads(row.config_json, {}),
-            status=row.status,
-            priority=row.priority,
-            created_at=row.created_at,
-            started_at=row.started_at,
-            ended_at=row.ended_at,
-            updated_at=row.updated_at,
-            pid=row.pid,
-            pid_start=row.pid_start,
-            host=row.host,
-            run_dir=row.run_dir,
-            epoch=row.epoch,
-            epochs=row.epochs,
-            step=row.step,
-            progress=row.progress,
-            last_test_acc=row.last_test_acc,
-            best_test_acc=row.best_test_acc,
-            last_train_acc=row.last_train_acc,
-            images_per_s=row.images_per_s,
             last_metrics=_loads(row.last_metrics_json, {}),
-            error=row.error,
-            exit_code=row.exit_code,
-            signal=row.signal,
-            parent_id=row.parent_id,
-            parent_relation=row.parent_relation,
-            parent_epoch=row.parent_epoch,
-            git_commit=row.git_commit,
-            notes=row.notes,
             tags=split_tags(row.tags),
-            managed_by=row.managed_by,
-            gpu=row.gpu,
-            metrics_offset=row.metrics_offset,
             cancel_requested=bool(row.cancel_requested),
             backend=row.backend or "local",
             backend_options=_loads(row.backend_options_json, {}),
-            cluster_job_id=row.cluster_job_id,
-            cluster_raw_id=row.cluster_raw_id,
-            cluster_state=row.cluster_state,
-            cluster_reason=row.cluster_reason,
             segments=row.segments or 0,
-            max_segments=row.max_segments,
-            segment_started_at=row.segment_started_at,
-            sweep=row.sweep,
         )
 
 
@@ -181,10 +154,6 @@ class RunEventView(_ViewMixin):
     status: str
     message: str | None
 
-    @classmethod
-    def from_row(cls, row: Any) -> RunEventView:
-        return cls(id=row.id, run_id=row.run_id, at=row.at, status=row.status, message=row.message)
-
 
 @dataclass(frozen=True)
 class ArtifactView(_ViewMixin):
@@ -197,20 +166,9 @@ class ArtifactView(_ViewMixin):
     path: str
     created_at: float
 
-    @classmethod
-    def from_row(cls, row: Any) -> ArtifactView:
-        return cls(
-            id=row.id,
-            run_id=row.run_id,
-            kind=row.kind,
-            epoch=row.epoch,
-            path=row.path,
-            created_at=row.created_at,
-        )
-
 
 @dataclass(frozen=True)
-class VizJobView(_ViewMixin):
+class VizJobView(_LifecycleMixin):
     """A visualization job; `params` and `outputs` parsed."""
 
     id: int
@@ -236,44 +194,15 @@ class VizJobView(_ViewMixin):
     progress: float | None
     message: str | None
 
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
-
-    @property
-    def duration_s(self) -> float | None:
-        return _duration(self.started_at, self.ended_at)
-
     @classmethod
     def from_row(cls, row: Any) -> VizJobView:
         outputs = _loads(row.outputs_json, [])
-        return cls(
-            id=row.id,
-            run_id=row.run_id,
-            kind=row.kind,
+        return _from_row(
+            cls,
+            row,
             params=_loads(row.params_json, {}),
-            checkpoint=row.checkpoint,
-            status=row.status,
-            priority=row.priority,
-            created_at=row.created_at,
-            started_at=row.started_at,
-            ended_at=row.ended_at,
-            updated_at=row.updated_at,
-            pid=row.pid,
-            pid_start=row.pid_start,
-            host=row.host,
-            job_dir=row.job_dir,
             outputs=tuple(outputs) if isinstance(outputs, list) else (),
-            error=row.error,
-            exit_code=row.exit_code,
             cancel_requested=bool(row.cancel_requested),
-            baseline_run_id=row.baseline_run_id,
-            progress=row.progress,
-            message=row.message,
         )
 
 

@@ -1,4 +1,4 @@
-"""The engine's G and D steps against an independent, straightforward transcription of the seed's code.
+"""The engine's G and D steps against an independent, straightforward transcription of the course's code.
 
 Same weights, same batch, same random draws: the five D terms, the generator terms and the parameters after
 the Adam step must agree to 1e-5 (relative) in fp32 on the CPU.
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from engine.compute.recipes.acgan import ACGANTrainer
 from engine.control.config import resolve_config
-from tests.helpers import tiny_npz
+from tests.helpers import close, draws, seed_gradient_penalty, tiny_npz
 
 
 @pytest.fixture(scope="module")
@@ -28,37 +28,7 @@ def trainer(tmp_path_factory):
     return t
 
 
-def seed_gradient_penalty(netD, real, fake, alpha, lam=10.0):
-    """The seed's calc_gradient_penalty, with alpha given instead of drawn."""
-    b = real.shape[0]
-    alpha = alpha.view(b, 1).expand(b, real.nelement() // b).contiguous().view(*real.shape)
-    interpolates = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    disc_interpolates, _ = netD(interpolates)
-    gradients = torch.autograd.grad(outputs=disc_interpolates, inputs=interpolates,
-                                    grad_outputs=torch.ones(disc_interpolates.size()),
-                                    create_graph=True, retain_graph=True, only_inputs=True)[0]
-    gradients = gradients.view(gradients.size(0), -1)
-    return ((gradients.norm(2, dim=1) - 1) ** 2).mean() * lam
-
-
-def draws(gen_state, b, n_z, nc):
-    """Replays the engine's draw order (labels, noise, then alpha) from a copy of its generator."""
-    g = torch.Generator()
-    g.set_state(gen_state)
-    labels = torch.randint(0, nc, (b,), generator=g)
-    noise = torch.randn(b, n_z, generator=g)
-    onehot = torch.zeros(b, nc)
-    onehot[torch.arange(b), labels] = 1
-    noise[:, :nc] = onehot
-    alpha = torch.rand(b, 1, 1, 1, generator=g)
-    return labels, noise, alpha
-
-
-def close(a, b, rtol=1e-5, atol=1e-6):
-    return torch.allclose(torch.as_tensor(a), torch.as_tensor(b), rtol=rtol, atol=atol)
-
-
-def test_discriminator_step_matches_the_seed(trainer):
+def test_discriminator_step_matches_the_course(trainer):
     t = trainer
     x, y = t.data.train_batch(torch.arange(16), None, False)
     D, G = copy.deepcopy(t.D), copy.deepcopy(t.G)
@@ -93,7 +63,7 @@ def test_discriminator_step_matches_the_seed(trainer):
         assert close(p_ours, p_ref.detach()), name
 
 
-def test_generator_step_matches_the_seed(trainer):
+def test_generator_step_matches_the_course(trainer):
     t = trainer
     D, G = copy.deepcopy(t.D), copy.deepcopy(t.G)
     opt = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.0, 0.9))

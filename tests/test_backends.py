@@ -1,7 +1,8 @@
 """The Slurm backend's pure parts, without a cluster: option checks (no injection), the batch script (run
 by bash itself, as a person re-running it by hand would), state parsing and mapping, resubmission rules.
 
-The parsing samples are lines Slurm 22.05 printed in tests/test_slurm_backend.py's runs.
+The parsing samples are lines Slurm 22.05 printed in tests/test_slurm_backend.py's runs. The supervisor's
+SlurmJobs is driven here by a fake cluster (the real one: tests/test_slurm_supervisor.py).
 """
 
 from __future__ import annotations
@@ -13,17 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.daemon.backends.base import ClusterState, map_slurm_state, resubmit_reason
-from engine.daemon.backends.slurm import (
-    SCRIPT_NAME,
-    BackendError,
-    SlurmBackend,
-    SlurmOptions,
-    parse_extra,
-    parse_sacct,
-    parse_scontrol,
-    time_limit_seconds,
-)
+from engine.control.config import resolve_config
+from engine.control.errors import BackendError
+from engine.control.records import MetricsWriter
+from engine.control.slurm_options import SlurmOptions, parse_extra, time_limit_seconds
+from engine.control.submit import create_run
+from engine.daemon.backends.base import Backend, ClusterState, map_slurm_state, resubmit_reason
+from engine.daemon.backends.slurm import SCRIPT_NAME, SlurmBackend, parse_sacct, parse_scontrol
+from engine.daemon.slurm_runs import SlurmJobs
+from store import runs as store_runs
 from tests.helpers import ROOT, make_run_dir, records, tiny_npz
 
 SCONTROL_FAILED = (
@@ -210,6 +209,60 @@ def test_unsafe_paths_and_job_ids_are_refused(tmp_path):
 
 
 def test_backends_stay_torch_free():
-    code = ("import sys, engine.daemon.backends, engine.daemon.backends.slurm, engine.control.sweep; "
+    code = ("import sys, engine.daemon.backends, engine.daemon.backends.slurm, engine.control.slurm_options, "
+            "engine.control.sweep; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+class FakeCluster(Backend):
+    """A Backend whose jobs end as the test says: `ends[job]` is the state a finished job reports."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+        self.ends: dict[str, ClusterState] = {}
+
+    def submit(self, run_dir: Path, options=None) -> str:
+        self.submitted.append(str(100 + len(self.submitted)))
+        return self.submitted[-1]
+
+    def state(self, job_id: str) -> ClusterState:
+        return self.ends.get(job_id) or map_slurm_state(job_id, "RUNNING")
+
+    def cancel(self, job_id: str) -> None:
+        raise BackendError("not asked for here")
+
+
+def test_a_slurm_run_without_a_cluster_continues_after_the_limit_and_settles(store_home):
+    """SlurmJobs with a fake cluster: segment 1 times out after a checkpoint, segment 2 completes."""
+    cfg = resolve_config("baseline", {"dataset": "synthetic", "epochs": 2})
+    run = create_run(store_home, cfg, backend="slurm")
+    cluster = FakeCluster()
+    jobs = SlurmJobs(store_home, "host", backend=cluster)
+
+    def tick() -> None:
+        jobs._last_poll = 0.0  # poll on every tick
+        jobs.tick({}, store_runs.list_runs(store_home, status="running"))
+
+    tick()
+    assert cluster.submitted == ["100"] and store_runs.get_run(store_home, run.id).cluster_job_id == "100"
+    writer = MetricsWriter(Path(run.run_dir) / "metrics.jsonl")
+    writer.write({"kind": "start", "epoch": 0, "step": 0, "epochs": 2, "steps_per_epoch": 5})
+    writer.write({"kind": "epoch", "epoch": 1, "step": 5, "test_acc": 40.0})
+    (Path(run.run_dir) / "checkpoints" / "last.pt").write_bytes(b"checkpoint")
+    writer.end("cancelled")  # the worker checkpointed on the time-limit warning
+    cluster.ends["100"] = map_slurm_state("100", "TIMEOUT")
+    tick()
+    row = store_runs.get_run(store_home, run.id)
+    assert cluster.submitted == ["100", "101"] and row.status == "running" and row.segments == 2
+    assert row.epoch == 1 and row.last_test_acc == 40.0
+    writer = MetricsWriter(Path(run.run_dir) / "metrics.jsonl")
+    writer.write({"kind": "epoch", "epoch": 2, "step": 10, "test_acc": 50.0})
+    writer.end("completed")
+    cluster.ends["101"] = map_slurm_state("101", "COMPLETED", exit_code=0)
+    tick()
+    row = store_runs.get_run(store_home, run.id)
+    assert (row.status, row.epoch, row.progress, row.last_test_acc) == ("completed", 2, 1.0, 50.0)
+    assert not jobs.busy()

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from store import runs as store_runs
-from tests.helpers import tiny_npz
-from tests.test_supervisor import (
+from store import settings as store_settings
+from tests.helpers import (
     clean_up_store,
     ganmgr,
     run,
     tiny_args,
+    tiny_npz,
     wait_for,
     wait_status,
     wait_supervisor_gone,
@@ -43,11 +44,11 @@ def test_the_default_backend_comes_from_the_settings(home, npz):
                  "--slurm-default", "time=00:30:00")
     assert out.returncode == 0, out.stderr
     assert "backend         slurm" in out.stdout and "partition=debug" in out.stdout
-    settings = store_runs.get_settings(home)
+    settings = store_settings.get_settings(home)
     assert settings["backend"] == "slurm" and settings["slurm_options"] == {"partition": "debug", "time": "00:30:00"}
     bad = ganmgr(home, "settings", "--slurm-default", "gres=gpu 1")
     assert bad.returncode == 2 and "gres" in bad.stderr
-    assert store_runs.get_settings(home)["slurm_options"] == {"partition": "debug", "time": "00:30:00"}
+    assert store_settings.get_settings(home)["slurm_options"] == {"partition": "debug", "time": "00:30:00"}
     # a run made now is a Slurm run with the defaults, its own flags on top; with no sbatch on PATH the
     # supervisor marks it failed, saying why (a missing slurm.conf would make sbatch retry for 60 s)
     env = {"PATH": str(home.parent / "empty-bin")}
@@ -106,7 +107,7 @@ def test_run_folders_go_to_the_runs_root_and_stay_reachable_after_it_changes(hom
                         ("/", "a folder of its own")):
         bad = ganmgr(home, "settings", "--runs-root", root)
         assert bad.returncode == 2 and words in bad.stderr and len(bad.stderr.splitlines()) == 1, bad.stderr
-    assert not (home / "ganmgr.db").exists() or "runs_root" not in store_runs.get_settings(home)
+    assert not (home / "ganmgr.db").exists() or "runs_root" not in store_settings.get_settings(home)
     shared = tmp_path / "shared"
     out = ganmgr(home, "settings", "--runs-root", str(shared))
     assert out.returncode == 0, out.stderr

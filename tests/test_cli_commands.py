@@ -16,8 +16,9 @@ from engine.control.config import resolve_config
 from engine.control.procs import process_start_token
 from engine.control.submit import create_run
 from store import runs as store_runs
+from store import settings as store_settings
 from store.db import dispose_engines
-from tests.test_supervisor import (
+from tests.helpers import (
     ganmgr,
     make_npz,
     processes_of,
@@ -127,7 +128,7 @@ def test_settings_are_kept_in_the_store(done_home: Path):
     assert strict_json(ganmgr(done_home, "settings", "--json").stdout) == {
         "max_concurrent": 3, "gpus": [0, 2], "cancel_grace_s": 12.5}
     assert ganmgr(done_home, "settings", "--gpus", "none", "--max-concurrent", "1").returncode == 0
-    assert store_runs.get_settings(done_home)["gpus"] == [] and store_runs.get_settings(done_home)["max_concurrent"] == 1
+    assert store_settings.get_settings(done_home)["gpus"] == [] and store_settings.get_settings(done_home)["max_concurrent"] == 1
 
 
 def test_rm_asks_first_never_deletes_a_running_run_and_removes_row_and_folder(done_home: Path, npz: Path):

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import cli_argv
-from tests.helpers import ROOT, tiny_npz
+from tests.helpers import ROOT, cli_argv, tiny_npz
 
 
 def ganmgr(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:

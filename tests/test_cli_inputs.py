@@ -17,7 +17,7 @@ from engine.control.procs import process_start_token
 from engine.control.submit import create_run
 from store import runs as store_runs
 from store.db import dispose_engines
-from tests.test_supervisor import make_npz
+from tests.helpers import make_npz
 
 LONG = "x" * 4096
 

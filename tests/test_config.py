@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.control.config import ConfigError, config_diff, resolve_config, validate_config
+from engine.control.config import config_diff, resolve_config, validate_config
+from engine.control.errors import ConfigError
 
 
 def test_baseline_defaults_are_the_seeds():

@@ -1,4 +1,5 @@
-"""engine.compute.data: the synthetic set and its cache, npz / torchvision loaders, conform, augmentation, DeviceData.
+"""engine.compute.data: the synthetic set and its cache, npz / torchvision loaders, select_classes and conform,
+augmentation, DeviceData.
 
 Everything here runs on tiny arrays in a few seconds; the learnability acceptance check (the width-32
 discriminator reaches 90% on the synthetic set in 3 epochs) is the one `slow` test at the end.
@@ -6,9 +7,7 @@ discriminator reaches 90% on the synthetic set in 3 epochs) is the one `slow` te
 
 from __future__ import annotations
 
-import gzip
 import pickle
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from engine.compute import data as D
-from engine.compute.data import (
-    CIFAR10_CLASSES,
-    DataError,
-    DeviceData,
-    Splits,
-    augment_batch,
-    conform,
-    load_splits,
+from engine.compute.data.augment import augment_batch
+from engine.compute.data.device_data import DeviceData, to_unit_range
+from engine.compute.data.sources import CIFAR10_CLASSES, CIFAR10_FILES, MNIST_FILES, load_splits
+from engine.compute.data.splits import DataError, Splits, conform, select_classes
+from engine.compute.data.synthetic import (
+    SYNTHETIC_CLASSES,
+    SYNTHETIC_VERSION,
     load_synthetic,
     make_synthetic,
     synthetic_cache_dir,
-    to_unit_range,
 )
+from tests.helpers import write_idx
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -57,7 +54,7 @@ def test_synthetic_shapes_dtypes_labels_balance():
     s = small(200, 50)
     assert s.x_train.shape == (200, 3, 32, 32) and s.x_test.shape == (50, 3, 32, 32)
     assert s.x_train.dtype == np.uint8 and s.y_train.dtype == np.int64 and s.y_test.dtype == np.int64
-    assert s.classes == D.SYNTHETIC_CLASSES and s.num_classes == 10 and len(set(s.classes)) == 10
+    assert s.classes == SYNTHETIC_CLASSES and s.num_classes == 10 and len(set(s.classes)) == 10
     assert (s.channels, s.image_size, s.source) == (3, 32, "synthetic")
     assert np.bincount(s.y_train, minlength=10).tolist() == [20] * 10
     assert np.bincount(s.y_test, minlength=10).tolist() == [5] * 10
@@ -116,18 +113,18 @@ def test_cache_is_written_then_reused(cache, monkeypatch):
     first = load_synthetic(120, 30, seed=5)
     files = list(cache.glob("*.npz"))
     assert len(files) == 1 and not list(cache.glob("*.tmp"))
-    assert D.SYNTHETIC_VERSION in files[0].name and "s5" in files[0].name
+    assert SYNTHETIC_VERSION in files[0].name and "s5" in files[0].name
     mtime = files[0].stat().st_mtime_ns
 
     def no_generation(*args, **kwargs):
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(D, "make_synthetic", no_generation)
+    monkeypatch.setattr("engine.compute.data.synthetic.make_synthetic", no_generation)
     again = load_synthetic(120, 30, seed=5)
     assert files[0].stat().st_mtime_ns == mtime
     assert again.x_train.tobytes() == first.x_train.tobytes()
     assert np.array_equal(again.y_test, first.y_test)
-    assert again.classes == D.SYNTHETIC_CLASSES
+    assert again.classes == SYNTHETIC_CLASSES
     # other parameters are another cache entry, never a wrong hit
     monkeypatch.undo()
     monkeypatch.setenv("GANMGR_CACHE", str(cache))
@@ -154,11 +151,20 @@ def test_corrupt_cache_is_rebuilt(cache, damage):
 
 
 def test_load_splits_synthetic_uses_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(D, "SYNTHETIC_TRAIN", 60)
-    monkeypatch.setattr(D, "SYNTHETIC_TEST", 20)
+    monkeypatch.setattr("engine.compute.data.synthetic.SYNTHETIC_TRAIN", 60)
+    monkeypatch.setattr("engine.compute.data.synthetic.SYNTHETIC_TEST", 20)
     s = load_splits("synthetic", cache_dir=tmp_path)
     assert s.x_train.shape == (60, 3, 32, 32) and s.source == "synthetic"
     assert len(list(tmp_path.glob("synthetic-*.npz"))) == 1
+
+
+def test_synthetic_variants_have_their_shapes(tmp_path, monkeypatch):
+    monkeypatch.setattr("engine.compute.data.synthetic.SYNTHETIC_TRAIN", 30)
+    monkeypatch.setattr("engine.compute.data.synthetic.SYNTHETIC_TEST", 10)
+    for name, shape in (("synthetic", (3, 32, 32)), ("synthetic28", (1, 28, 28)), ("synthetic64", (3, 64, 64))):
+        s = load_splits(name, cache_dir=tmp_path)
+        assert s.x_train.shape == (30, *shape) and s.source == name and s.num_classes == 10
+    assert len(list(tmp_path.glob("synthetic-*.npz"))) == 3  # one cache file per shape
 
 
 def test_unknown_spec_is_a_data_error():
@@ -269,7 +275,7 @@ def test_cifar10_fake_files_fail_the_md5_check(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     rng = np.random.default_rng(0)
-    for name in D.CIFAR10_FILES[:-1]:
+    for name in CIFAR10_FILES[:-1]:
         batch = {"data": rng.integers(0, 256, (10, 3072), dtype=np.uint8), "labels": list(range(10))}
         (folder / name).write_bytes(pickle.dumps(batch))
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list(CIFAR10_CLASSES)}))
@@ -278,23 +284,13 @@ def test_cifar10_fake_files_fail_the_md5_check(tmp_path):
     assert "data_batch_1" in str(e.value) and str(folder) in str(e.value)
 
 
-def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:
-    """MNIST's idx format: magic (0, 0, type 0x08 = ubyte, ndim), big-endian int32 dims, then the bytes."""
-    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    blob = header + array.astype(np.uint8).tobytes()
-    if compress:
-        path = path.with_name(path.name + ".gz")
-        blob = gzip.compress(blob)
-    path.write_bytes(blob)
-
-
 def fake_mnist(root: Path, compress: bool = False) -> tuple[np.ndarray, ...]:
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
     xtr, xte = rng.integers(0, 256, (30, 28, 28)), rng.integers(0, 256, (12, 28, 28))
     ytr, yte = np.arange(30) % 10, np.arange(12) % 10
-    for name, arr in zip(D.MNIST_FILES, (xtr, ytr, xte, yte)):
+    for name, arr in zip(MNIST_FILES, (xtr, ytr, xte, yte)):
         write_idx(raw / name, arr, compress)
     return xtr, ytr, xte, yte
 
@@ -364,6 +360,18 @@ def test_conform_resizes_other_sizes_and_keeps_what_is_asked():
     wide = Splits(np.zeros((2, 3, 20, 40), np.uint8), np.array([0, 1]), np.zeros((2, 3, 20, 40), np.uint8),
                   np.array([0, 1]), ("a", "b"), "t")
     assert conform(wide, None, 32).x_train.shape == (2, 3, 32, 32)
+
+
+def test_select_classes_keeps_only_those_labels():
+    s = make_synthetic(100, 40, channels=1, size=28)
+    sub = select_classes(s, [8])
+    assert set(sub.y_train.tolist()) == {8} and set(sub.y_test.tolist()) == {8}
+    assert sub.x_train.shape[0] == 10 and sub.classes == s.classes  # labels keep their names and ids
+    two = select_classes(s, [1, 7])
+    assert set(two.y_train.tolist()) == {1, 7}
+    assert select_classes(s, []) is s
+    with pytest.raises(DataError, match="no training images of label 42"):
+        select_classes(s, [42])
 
 
 # ----------------------------------------------------------------------------------------------- augmentation
@@ -473,7 +481,7 @@ def dd() -> DeviceData:
 
 def test_device_data_attributes(dd):
     assert (dd.num_train, dd.num_test, dd.num_classes, dd.channels, dd.image_size) == (300, 70, 10, 3, 32)
-    assert dd.classes == D.SYNTHETIC_CLASSES
+    assert dd.classes == SYNTHETIC_CLASSES
     assert dd.x_train.dtype == torch.uint8 and dd.y_train.dtype == torch.int64
 
 
@@ -539,12 +547,12 @@ def test_cuda_batches_need_no_host_sync():
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # ~2 min on an idle 2-core machine; the suite's 600 s would cut it on a busy one
 def test_width32_discriminator_learns_synthetic_in_three_epochs(cache):
-    """Acceptance: the seed's D at width 32, Adam 1e-4, batch 128, CE on fc10, augmented: >= 90% in 3 epochs."""
-    from engine.compute.models.acgan import DConfig, Discriminator
+    """Acceptance: the course's D at width 32, Adam 1e-4, batch 128, CE on fc10, augmented: >= 90% in 3 epochs."""
+    from engine.compute.models.acgan import ACGANDConfig, ACGANDiscriminator
 
     torch.manual_seed(0)
     data = DeviceData(load_splits("synthetic"), torch.device("cpu"))
-    model = Discriminator(DConfig(width=32))
+    model = ACGANDiscriminator(ACGANDConfig(width=32))
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     g = gen(0)
     accs = []

@@ -1,7 +1,7 @@
-"""The fast path computes what the seed computes: channels-last, one joint critic pass, the compiled step.
+"""The fast path computes what the course's code computes: channels-last, one joint critic pass, the compiled step.
 
 Each variant runs the engine's real G and D steps on the same weights, batch and random draws as an
-independent transcription of the seed's code (tests/test_acgan_step.py) or as the eager engine, and must
+independent transcription of the course's code (tests/test_acgan_step.py) or as the eager engine, and must
 agree to 1e-5 (relative) in fp32 on the CPU. One exception, explained where it applies: the generator's conv
 biases that feed a BatchNorm have a gradient that is exactly zero in exact arithmetic (BatchNorm subtracts
 any per-channel constant), so what the backward pass leaves there is rounding noise, and Adam's first step
@@ -26,8 +26,7 @@ import torch.nn.functional as F
 from engine.compute.recipes.acgan import ACGANTrainer, gradient_penalty_func
 from engine.compute.recipes.baseline import BaselineTrainer
 from engine.control.config import resolve_config
-from tests.helpers import tiny_npz
-from tests.test_acgan_step import close, draws, seed_gradient_penalty
+from tests.helpers import close, draws, seed_gradient_penalty, tiny_npz
 
 BN_FED_BIASES = frozenset(f"convs.{i}.bias" for i in range(7))  # G's conv1..conv7 biases, each before a BN
 
@@ -51,8 +50,8 @@ def contiguous_copy(module: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(module).to(memory_format=torch.contiguous_format)
 
 
-def seed_discriminator_step(t: ACGANTrainer, x, y):
-    """Snapshot t's D, G, Adam state and noise stream; return a function that runs the seed's D step."""
+def course_discriminator_step(t: ACGANTrainer, x, y):
+    """Snapshot t's D, G, Adam state and noise stream; return a function that runs the course's D step."""
     D, G = contiguous_copy(t.D), contiguous_copy(t.G)
     opt = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.0, 0.9))
     opt.load_state_dict(t.opt_d.state_dict())
@@ -77,7 +76,7 @@ def seed_discriminator_step(t: ACGANTrainer, x, y):
     return run
 
 
-def seed_generator_step(t: ACGANTrainer, b: int):
+def course_generator_step(t: ACGANTrainer, b: int):
     D, G = contiguous_copy(t.D), contiguous_copy(t.G)
     opt = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.0, 0.9))
     opt.load_state_dict(t.opt_g.state_dict())
@@ -108,47 +107,47 @@ def assert_same_params(ours: torch.nn.Module, ref: torch.nn.Module, skip_noise_o
         assert close(p_ours, p_ref.detach()), name
 
 
-def check_against_the_seed(t: ACGANTrainer) -> None:
-    """One D step and one G step of `t` against the seed transcription on the same state and batch."""
+def check_against_the_course(t: ACGANTrainer) -> None:
+    """One D step and one G step of `t` against the course transcription on the same state and batch."""
     x, y = t.data.train_batch(torch.arange(16), None, False)
-    seed_d = seed_discriminator_step(t, x, y)
+    course_d = course_discriminator_step(t, x, y)
     ours = t.train_discriminator(t.rt.prepare_input(x), y)
-    terms, acc, D_ref = seed_d()
+    terms, acc, D_ref = course_d()
     for name, a, b in zip(("gp", "d_fake_source", "d_real_source", "d_real_class", "d_fake_class"), ours, terms):
         assert close(a, b.detach()), (name, float(a), float(b))
     assert float(ours[5]) == pytest.approx(acc)
     assert float(ours[0]) > 0
     assert_same_params(t.D, D_ref)
 
-    seed_g = seed_generator_step(t, 16)
+    course_g = course_generator_step(t, 16)
     gen_source, gen_class = t.train_generator(16)
-    (ref_source, ref_class), G_ref = seed_g()
+    (ref_source, ref_class), G_ref = course_g()
     assert close(gen_source, ref_source.detach()) and close(gen_class, ref_class.detach())
     assert_same_params(t.G, G_ref, skip_noise_only=True)
 
 
-def test_channels_last_steps_match_the_seed(tmp_path, npz):
+def test_channels_last_steps_match_the_course(tmp_path, npz):
     t = gan(npz, tmp_path, runtime_overrides={"channels_last": True})
     assert t.D.convs[1].weight.is_contiguous(memory_format=torch.channels_last)
-    check_against_the_seed(t)
+    check_against_the_course(t)
 
 
-def test_seed_style_two_critic_passes_match_the_seed(tmp_path, npz):
-    check_against_the_seed(gan(npz, tmp_path, joint_critic_pass=False))
+def test_course_style_two_critic_passes_match_the_course(tmp_path, npz):
+    check_against_the_course(gan(npz, tmp_path, joint_critic_pass=False))
 
 
-def test_single_tensor_adam_matches_the_seed(tmp_path, npz):
+def test_single_tensor_adam_matches_the_course(tmp_path, npz):
     t = gan(npz, tmp_path, runtime_overrides={"optimizer": "single"})
     assert t.opt_d.defaults["foreach"] is False
-    check_against_the_seed(t)
+    check_against_the_course(t)
 
 
-def test_compiled_gan_steps_match_the_seed(tmp_path, npz):
+def test_compiled_gan_steps_match_the_course(tmp_path, npz):
     """compile=true (aot_eager backend): the torch.func gradient penalty inside a captured graph."""
     logs: list[str] = []
     t = gan(npz, tmp_path, "compile=true", logs=logs, compile_backend="aot_eager")
     assert t.compiled and any("torch.func" in m for m in logs), logs
-    check_against_the_seed(t)
+    check_against_the_course(t)
     assert {f.state for f in (t._critic_terms, t._generator_terms, t._fake_images)} == {"compiled"}
 
 

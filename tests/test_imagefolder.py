@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.compute.data import DataError, load_imagefolder, load_splits
-from engine.control.config import ConfigError, resolve_config
+from engine.compute.data.imagefolder import load_imagefolder
+from engine.compute.data.sources import load_splits
+from engine.compute.data.splits import DataError
+from engine.control.config import resolve_config
 from engine.control.datasets import check_dataset_available, check_imagefolder, image_files
+from engine.control.errors import ConfigError
 from tests.helpers import make_run_dir, records, run_worker
 
 

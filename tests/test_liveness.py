@@ -1,7 +1,10 @@
 """Liveness with real processes: kill -9 at random moments, pid reuse, cancel of a worker with children.
 
 A row never says `running` after its process is gone, a reused pid never gets a signal, and a cancel
-takes the worker's whole process group down within the grace period, leaving a loadable checkpoint.
+takes the worker's whole process group down (SIGKILL only for a worker that ignores the SIGTERM, once its
+grace is over), leaving a loadable checkpoint. The kill moments are drawn from a seeded random source
+(`chaos_rng`, GANMGR_CHAOS_SEED); how fast each of these settles is measured by `python -m bench.liveness`,
+not asserted here.
 """
 
 from __future__ import annotations
@@ -21,22 +24,25 @@ from engine.control.config import resolve_config
 from engine.control.procs import is_alive, process_start_token
 from engine.control.submit import cancel_run, create_run
 from store import runs as store_runs
-from tests.test_supervisor import (
+from tests.helpers import (
     RUN_TIMEOUT,
-    clean_up_store,
     ganmgr,
     group_members,
     make_npz,
     queue,
+    records,
     run,
     wait_for,
     wait_status,
     wait_supervisor_gone,
     wait_worker,
+    worker_hooks,
 )
 
 KILLS = 10
 KILL_EPOCHS = 40  # long enough that a kill after the first checkpoint always lands mid-training
+SETTLE_TIMEOUT = 120  # a generous deadline for a row to leave `running` once its process is gone
+ENDED = {"lost", "killed", "completed", "failed", "cancelled", "diverged"}
 
 
 @pytest.fixture(scope="module")
@@ -44,31 +50,20 @@ def npz(tmp_path_factory) -> Path:
     return make_npz(tmp_path_factory.mktemp("queue-data"))
 
 
-@pytest.fixture
-def store_home(home: Path):
-    yield home
-    clean_up_store(home)
-
-
-def records(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 @pytest.mark.slow
-def test_kill_9_of_a_worker_at_random_moments_then_resume(store_home: Path, npz: Path):
+def test_kill_9_of_a_worker_at_random_moments_then_resume(store_home: Path, npz: Path,
+                                                          chaos_rng: random.Random):
     """10 workers killed with SIGKILL at random moments (half of them after their first checkpoint)."""
     from engine.compute.checkpoint import load_checkpoint
 
     home = store_home
-    seed = random.randrange(1 << 30)
-    rng = random.Random(seed)
+    rng = chaos_rng
     cfg = resolve_config("baseline", {"dataset": f"npz:{npz}", "epochs": KILL_EPOCHS, "width": 8,
                                       "batch_size": 32, "device": "cpu", "threads": 1})
     ids = [create_run(home, {**cfg, "name": f"k{i}"}).id for i in range(KILLS)]
     out = ganmgr(home, "settings", "--max-concurrent", "1")  # any command starts the supervisor
     assert out.returncode == 0, out.stderr
-    latencies, checkpointed = [], []
+    checkpointed = []
     for i, rid in enumerate(ids):
         v = wait_worker(home, rid)
         if i % 2 == 0:  # after the first checkpoint, at a random point of the next epochs
@@ -77,21 +72,20 @@ def test_kill_9_of_a_worker_at_random_moments_then_resume(store_home: Path, npz:
             time.sleep(rng.uniform(0.0, 0.6))
         else:  # anywhere from process start on: imports, data loading, the first steps
             time.sleep(rng.uniform(0.0, 3.0))
-        assert is_alive(v.pid, v.pid_start), f"run {rid} ended before the kill (seed {seed})"
+        assert is_alive(v.pid, v.pid_start), f"run {rid} ended before the kill"
         os.kill(v.pid, signal.SIGKILL)
-        t_kill = time.monotonic()
-        done = wait_status(home, rid, {"lost", "killed", "completed", "failed", "cancelled", "diverged"}, 30)
-        latencies.append(time.monotonic() - t_kill)
-        assert done.status in ("lost", "killed"), (done.status, done.error, seed)
+        done = wait_status(home, rid, ENDED, SETTLE_TIMEOUT)  # settled by the supervisor: nothing else runs
+        assert done.status in ("lost", "killed"), (done.status, done.error)
         if done.status == "killed":
             assert done.signal == signal.SIGKILL
+        assert done.pid == v.pid and not is_alive(v.pid, v.pid_start)
+        history = [e.status for e in store_runs.list_events(home, rid)]
+        assert history[-1] == done.status and history.count(done.status) == 1, history
         if i + 1 < len(ids):
-            wait_worker(home, ids[i + 1])  # the queue moves on
+            nxt = wait_worker(home, ids[i + 1])  # the queue moves on, into the slot the settled row freed
+            assert nxt.started_at >= done.ended_at, (done.ended_at, nxt.started_at)
         if (Path(v.run_dir) / "checkpoints" / "last.pt").exists():
             checkpointed.append(rid)
-    print(f"kill -9 -> status latency (s): max {max(latencies):.2f} mean {sum(latencies) / len(latencies):.2f} "
-          f"seed {seed}")
-    assert max(latencies) < 5, (latencies, seed)
     assert len(checkpointed) >= KILLS // 2
 
     assert ganmgr(home, "settings", "--max-concurrent", "2").returncode == 0
@@ -148,15 +142,14 @@ def test_a_row_pointing_at_a_reused_pid_is_lost_and_that_process_gets_no_signal(
         # a cancel must not signal it either (cancel_run itself does not reconcile)
         assert cancel_run(home, rows[1]).cancel_requested
         # `ls` reconciles, unless the supervisor that cancel_run started holds the lock: then the supervisor
-        # settles the rows on its next tick. Either way both are settled within a few seconds.
-        deadline = time.monotonic() + 60
-        while True:
+        # settles the rows on its next tick. Either way both get settled.
+        def settled() -> dict[int, dict] | None:
             out = ganmgr(home, "ls", "--json")
             assert out.returncode == 0, out.stderr
             listed = {r["id"]: r for r in json.loads(out.stdout)}
-            if all(listed[i]["status"] != "running" for i in rows) or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+            return listed if all(listed[i]["status"] != "running" for i in rows) else None
+
+        listed = wait_for(settled, SETTLE_TIMEOUT, "both rows to leave `running`", interval=0.2)
         assert listed[rows[0]]["status"] == "lost" and listed[rows[0]]["pid"] == stranger.pid
         assert listed[rows[1]]["status"] == "cancelled"  # cancelled while its process was gone
         assert "vanished" in (run(home, rows[0]).error or "")
@@ -168,36 +161,6 @@ def test_a_row_pointing_at_a_reused_pid_is_lost_and_that_process_gets_no_signal(
         stranger.wait()
 
 
-SITECUSTOMIZE = '''
-"""Test hook loaded by every Python started with this folder on PYTHONPATH; acts only in workers."""
-import os
-import subprocess
-import sys
-
-
-def _hook():
-    try:
-        argv = open("/proc/self/cmdline", "rb").read().split(b"\\0")
-    except OSError:
-        return
-    if b"engine.worker" not in argv:
-        return
-    if os.environ.get("GANMGR_TEST_BLOCK_SIGTERM"):  # a worker stuck where SIGTERM cannot reach it
-        import signal
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    pidfile = os.environ.get("GANMGR_TEST_CHILD_PIDFILE")
-    if pidfile:  # a child in the worker's process group that ignores SIGTERM (a stray loader process)
-        child = subprocess.Popen([sys.executable, "-c", "import signal, time; "
-                                  "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)"])
-        with open(pidfile + ".tmp", "w") as fh:
-            fh.write(str(child.pid))
-        os.replace(pidfile + ".tmp", pidfile)
-
-
-_hook()
-'''
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stuck", [False, True], ids=["worker-obeys", "worker-stuck"])
 def test_cancel_takes_down_the_whole_process_group_within_the_grace(store_home: Path, npz: Path,
@@ -205,13 +168,8 @@ def test_cancel_takes_down_the_whole_process_group_within_the_grace(store_home: 
     from engine.compute.checkpoint import load_checkpoint
 
     home = store_home
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
     pidfile = tmp_path / "child.pid"
-    env = {"PYTHONPATH": str(site), "GANMGR_TEST_CHILD_PIDFILE": str(pidfile)}
-    if stuck:
-        env["GANMGR_TEST_BLOCK_SIGTERM"] = "1"
+    env = worker_hooks(tmp_path / "site", child_pidfile=pidfile, block_sigterm=stuck)
     grace = 4.0 if stuck else 20.0
     assert ganmgr(home, "settings", "--cancel-grace", str(grace)).returncode == 0
     rid = queue(home, npz, "cancel-me", 200, env=env)
@@ -224,20 +182,27 @@ def test_cancel_takes_down_the_whole_process_group_within_the_grace(store_home: 
     members = group_members(v.pid)
     assert v.pid in members and child in members
 
-    t0 = time.monotonic()
     out = ganmgr(home, "cancel", str(rid))
     assert out.returncode == 0 and "cancel requested" in out.stdout, out.stderr
-    wait_for(lambda: group_members(v.pid) == [], grace + 15, "the worker's process group to be gone")
-    elapsed = time.monotonic() - t0
-    done = wait_status(home, rid, {"cancelled", "killed", "completed", "failed", "lost", "diverged"}, 30)
-    print(f"cancel ({'stuck' if stuck else 'obeying'} worker): group gone after {elapsed:.2f} s, grace {grace} s")
+    wait_for(lambda: group_members(v.pid) == [], grace + SETTLE_TIMEOUT,
+             "the worker's process group to be gone")
+    done = wait_status(home, rid, ENDED, SETTLE_TIMEOUT)
     assert done.status == "cancelled", (done.status, done.error)
-    if stuck:  # SIGKILL at the grace (counted from the supervisor's SIGTERM, up to one tick after ours)
-        assert grace - 0.5 <= elapsed <= grace + 5, elapsed
+    log = [line for line in (home / "supervisor.log").read_text().splitlines() if f"run {rid}:" in line]
+    term = [i for i, line in enumerate(log) if "cancel requested; SIGTERM sent to group" in line]
+    kill = [i for i, line in enumerate(log)
+            if f"still running {grace:g} s after SIGTERM; SIGKILL sent" in line]
+    ends = [r for r in records(Path(v.run_dir)) if r["kind"] == "end"]
+    assert len(term) == 1, log  # exactly one SIGTERM reached the group
+    if stuck:  # the grace path: SIGKILL once the grace after the SIGTERM was over, and only then
+        assert len(kill) == 1 and term[0] < kill[0], log
         assert done.signal == signal.SIGKILL and "grace" in (done.error or "")
-    else:
-        assert elapsed < grace, elapsed
+        assert ends == []  # killed where it stood: the worker never wrote its end record
+    else:  # the worker stopped on the SIGTERM by itself: no SIGKILL was needed
+        assert kill == [], log
         assert done.signal is None and done.exit_code == 128 + signal.SIGTERM
+        stopped = ("cancelled", f"stopped by signal {int(signal.SIGTERM)}")
+        assert [(e["status"], e.get("error")) for e in ends] == [stopped]  # what the worker wrote as it went
     state = load_checkpoint(last)
     assert state["epoch"] >= 1 and "optimizers" in state
     wait_supervisor_gone(home)

@@ -45,7 +45,7 @@ def test_opening_a_store_on_a_network_filesystem_is_refused(tmp_path, monkeypatc
     import pytest
 
     from store import db
-    from store import runs as store_runs
+    from store import settings as store_settings
     from store.errors import StoreError
 
     home = tmp_path / "home"
@@ -54,10 +54,10 @@ def test_opening_a_store_on_a_network_filesystem_is_refused(tmp_path, monkeypatc
     monkeypatch.setattr("store.netfs.MOUNTINFO", fake)
     try:
         with pytest.raises(StoreError) as e:
-            store_runs.set_setting(home, "max_concurrent", 2)
+            store_settings.set_setting(home, "max_concurrent", 2)
         assert "network filesystem (nfs4)" in str(e.value) and "\n" not in str(e.value)
         assert not (home / "ganmgr.db").exists()
         monkeypatch.setattr("store.netfs.MOUNTINFO", Path("/proc/self/mountinfo"))
-        assert store_runs.set_setting(home, "max_concurrent", 2)["max_concurrent"] == 2  # a local disk: fine
+        assert store_settings.set_setting(home, "max_concurrent", 2)["max_concurrent"] == 2  # a local disk: fine
     finally:
         db.dispose_engines()

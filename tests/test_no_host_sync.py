@@ -90,7 +90,7 @@ def test_the_guard_catches_a_read_inside_the_step(monkeypatch, tmp_path, npz):
     class Chatty(BaselineTrainer):
         def train_step(self, x, y, step_in_epoch):
             vals = super().train_step(x, y, step_in_epoch)
-            print(f"loss {vals[0].item():.3f}")  # what the seed's loop does every step
+            print(f"loss {vals[0].item():.3f}")  # what the course's loop does every step
             return vals
 
     trainer = make_trainer("baseline", npz, tmp_path, cls=Chatty)

@@ -18,9 +18,8 @@ import pytest
 from engine.control.follow import log_tail
 from engine.daemon.backends.base import ClusterState, resubmit_reason
 from engine.daemon.backends.slurm import SCRIPT_NAME, SlurmBackend
-from tests.helpers import make_run_dir, records, tiny_npz
+from tests.helpers import make_run_dir, records, tiny_npz, wait_for
 from tests.slurm_cluster import SlurmCluster, start_test_cluster
-from tests.test_supervisor import wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

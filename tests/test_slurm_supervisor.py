@@ -19,18 +19,19 @@ from pathlib import Path
 import pytest
 
 from store import runs as store_runs
-from tests.helpers import live_records, tiny_npz
-from tests.slurm_cluster import SlurmCluster, start_test_cluster
-from tests.test_supervisor import (
+from tests.helpers import (
     clean_up_store,
     ganmgr,
+    live_records,
     run,
     supervisor_pid,
     tiny_args,
+    tiny_npz,
     wait_for,
     wait_status,
     wait_supervisor_gone,
 )
+from tests.slurm_cluster import SlurmCluster, start_test_cluster
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

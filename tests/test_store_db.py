@@ -15,6 +15,7 @@ from sqlmodel import SQLModel
 import store.db as db
 from store import StoreError
 from store import runs as R
+from store import viz_jobs as store_viz
 from store.runs import create_run, get_run, list_runs
 
 
@@ -290,7 +291,7 @@ def test_v1_store_gains_the_viz_job_columns(home: Path, monkeypatch: pytest.Monk
             "'[\"a.png\"]', 0)")
     db.dispose_engines()
     monkeypatch.undo()
-    [job] = R.list_viz_jobs(home, run_id=run_id)
+    [job] = store_viz.list_viz_jobs(home, run_id=run_id)
     assert (job.kind, job.outputs, job.baseline_run_id, job.progress, job.message) == (
         "perturb", ("a.png",), None, None, None)
     raw = sqlite3.connect(db.db_path(home))

@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
 import sys
 import store, store.db, store.errors, engine.control.records, store.runs, store.tables, store.views
+import store.checks, store.lifecycle, store.queue, store.settings, store.viz_jobs
 heavy = sorted(m for m in ("torch", "torchvision", "textual") if m in sys.modules)
 assert not heavy, f"store imported {heavy}"
 assert store.db._CACHE == {}, "importing the store opened a database"

@@ -15,8 +15,12 @@ import pytest
 
 import store.db as db
 from store import StoreError
+from store import queue as store_queue
 from store import runs as R
-from store.views import ACTIVE_STATUSES, STATUSES, TERMINAL_STATUSES, RunView
+from store import settings as store_settings
+from store import viz_jobs as store_viz
+from store.lifecycle import ACTIVE_STATUSES, STATUSES, TERMINAL_STATUSES
+from store.views import RunView
 
 
 @pytest.fixture
@@ -206,7 +210,7 @@ def test_queue_order_is_priority_then_id(home: Path) -> None:
     assert [r.id for r in R.queued_in_order(home)] == expected
     assert [r.id for r in R.list_runs(home, order="queue")] == expected
     runs = [SimpleNamespace(id=i, priority=p) for i, p in [(3, 0), (1, 0), (2, 9)]]
-    assert [r.id for r in R.queue_order(runs)] == [2, 1, 3]
+    assert [r.id for r in store_queue.queue_order(runs)] == [2, 1, 3]
     # claiming follows the same order
     claimed = [R.claim_next(home, host="h", slots=99).id for _ in ids]
     assert claimed == expected
@@ -389,7 +393,7 @@ def test_delete_run(home: Path) -> None:
         R.delete_run(home, v.id)
     assert R.get_run(home, v.id) is not None
     R.add_artifact(home, v.id, "samples", "samples/epoch_001.png", epoch=1)
-    R.create_viz_job(home, run_id=v.id, kind="class_max", params={})
+    store_viz.create_viz_job(home, run_id=v.id, kind="class_max", params={})
     R.set_status(home, v.id, "completed")
     gone = R.delete_run(home, v.id)
     assert gone.id == v.id and gone.status == "completed"
@@ -405,8 +409,8 @@ def test_delete_run(home: Path) -> None:
 def test_delete_refuses_a_run_with_a_running_viz_job(home: Path) -> None:
     v = new(home)
     R.set_status(home, v.id, "completed")
-    R.create_viz_job(home, run_id=v.id, kind="perturb", params={})
-    R.claim_next_viz(home, host="h", slots=1)
+    store_viz.create_viz_job(home, run_id=v.id, kind="perturb", params={})
+    store_viz.claim_next_viz(home, host="h", slots=1)
     with pytest.raises(StoreError, match="visualization"):
         R.delete_run(home, v.id)
 
@@ -462,7 +466,7 @@ def test_artifacts_are_idempotent_and_relative(home: Path) -> None:
 def test_viz_jobs(home: Path, tmp_path: Path) -> None:
     v = new(home)
     R.set_status(home, v.id, "completed")
-    j1 = R.create_viz_job(
+    j1 = store_viz.create_viz_job(
         home,
         run_id=v.id,
         kind="perturb",
@@ -470,51 +474,51 @@ def test_viz_jobs(home: Path, tmp_path: Path) -> None:
         checkpoint="checkpoints/last.pt",
         prepare=lambda job: str(tmp_path / f"viz{job.id}"),
     )
-    j2 = R.create_viz_job(home, run_id=v.id, kind="class_max", params={}, priority=5)
+    j2 = store_viz.create_viz_job(home, run_id=v.id, kind="class_max", params={}, priority=5)
     assert j1.params == {"n": 10} and j1.outputs == () and j1.job_dir == str(tmp_path / "viz1")
     with pytest.raises(StoreError, match="no run 50"):
-        R.create_viz_job(home, run_id=50, kind="perturb", params={})
+        store_viz.create_viz_job(home, run_id=50, kind="perturb", params={})
     with pytest.raises(ZeroDivisionError):
-        R.create_viz_job(home, run_id=v.id, kind="perturb", params={}, prepare=lambda job: 1 / 0)  # type: ignore
+        store_viz.create_viz_job(home, run_id=v.id, kind="perturb", params={}, prepare=lambda job: 1 / 0)  # type: ignore
     assert count_rows(home, "viz_jobs") == 2
-    assert [j.id for j in R.list_viz_jobs(home)] == [j1.id, j2.id]
-    c = R.claim_next_viz(home, host="h", slots=1)
+    assert [j.id for j in store_viz.list_viz_jobs(home)] == [j1.id, j2.id]
+    c = store_viz.claim_next_viz(home, host="h", slots=1)
     assert c.id == j2.id and c.status == "running"
-    assert R.claim_next_viz(home, host="h", slots=1) is None
-    done = R.set_viz_status(home, j2.id, "completed", outputs=["viz/2/a.png"], exit_code=0)
+    assert store_viz.claim_next_viz(home, host="h", slots=1) is None
+    done = store_viz.set_viz_status(home, j2.id, "completed", outputs=["viz/2/a.png"], exit_code=0)
     assert done.outputs == ("viz/2/a.png",) and done.ended_at is not None
     with pytest.raises(StoreError, match="already completed"):
-        R.set_viz_status(home, j2.id, "running")
+        store_viz.set_viz_status(home, j2.id, "running")
     with pytest.raises(StoreError, match="cannot set"):
-        R.set_viz_status(home, j1.id, "running", kind="x")
-    assert [j.id for j in R.list_viz_jobs(home, run_id=v.id, status="queued")] == [j1.id]
-    cancelled = R.request_cancel_viz(home, j1.id)
+        store_viz.set_viz_status(home, j1.id, "running", kind="x")
+    assert [j.id for j in store_viz.list_viz_jobs(home, run_id=v.id, status="queued")] == [j1.id]
+    cancelled = store_viz.request_cancel_viz(home, j1.id)
     assert cancelled.status == "cancelled"
-    assert R.get_viz_job(home, j1.id).status == "cancelled"
-    assert R.get_viz_job(home, 99) is None
+    assert store_viz.get_viz_job(home, j1.id).status == "cancelled"
+    assert store_viz.get_viz_job(home, 99) is None
 
 
 # ---------------------------------------------------------------------------------- settings
 
 
 def test_settings_defaults_and_validation(home: Path) -> None:
-    assert R.get_settings(home) == {"max_concurrent": 1, "gpus": []}
-    assert R.set_setting(home, "max_concurrent", 3)["max_concurrent"] == 3
-    assert R.set_setting(home, "gpus", [0, 2])["gpus"] == [0, 2]
-    assert R.get_settings(home) == {"max_concurrent": 3, "gpus": [0, 2]}
+    assert store_settings.get_settings(home) == {"max_concurrent": 1, "gpus": []}
+    assert store_settings.set_setting(home, "max_concurrent", 3)["max_concurrent"] == 3
+    assert store_settings.set_setting(home, "gpus", [0, 2])["gpus"] == [0, 2]
+    assert store_settings.get_settings(home) == {"max_concurrent": 3, "gpus": [0, 2]}
     for value in [0, 65, -1, "2", 1.5, True, None]:
         with pytest.raises(StoreError, match="max_concurrent"):
-            R.set_setting(home, "max_concurrent", value)
+            store_settings.set_setting(home, "max_concurrent", value)
     for value in [[-1], ["0"], [True], "0,1", [0, 0], [1.0], None]:
         with pytest.raises(StoreError, match="gpus"):
-            R.set_setting(home, "gpus", value)
+            store_settings.set_setting(home, "gpus", value)
     with pytest.raises(StoreError):
-        R.set_setting(home, "Bad Key", 1)
+        store_settings.set_setting(home, "Bad Key", 1)
     with pytest.raises(StoreError):
-        R.set_setting(home, "other", {1, 2})
-    assert R.get_settings(home) == {"max_concurrent": 3, "gpus": [0, 2]}
-    R.get_settings(home)["gpus"].append(5)  # the defaults are copied, never shared
-    assert R.get_settings(home)["gpus"] == [0, 2]
+        store_settings.set_setting(home, "other", {1, 2})
+    assert store_settings.get_settings(home) == {"max_concurrent": 3, "gpus": [0, 2]}
+    store_settings.get_settings(home)["gpus"].append(5)  # the defaults are copied, never shared
+    assert store_settings.get_settings(home)["gpus"] == [0, 2]
 
 
 # ------------------------------------------------------------------------------------- views

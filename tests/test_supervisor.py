@@ -1,7 +1,4 @@
-"""The queue and its supervisor with real processes and a real SQLite file (tiny CPU runs).
-
-Helpers here are shared by tests/test_liveness.py and tests/test_cli_commands.py.
-"""
+"""The queue and its supervisor with real processes and a real SQLite file (tiny CPU runs)."""
 
 from __future__ import annotations
 
@@ -15,142 +12,35 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from engine.control.follow import Outcome, ProgressFold, outcome
-from engine.control.procs import is_alive, process_start_token
-from engine.control.supervisor_lock import lock_is_held, lock_path
-from engine.daemon.loop import RunJobs, trains_on_cpu
+from engine.control.procs import is_alive
+from engine.control.supervisor_lock import lock_is_held
+from engine.daemon.local_runs import RunJobs, trains_on_cpu
 from store import runs as store_runs
-from store.db import dispose_engines
-from store.views import RunView
-from tests.conftest import cli_argv
-from tests.helpers import ROOT, tiny_npz
-
-RUN_TIMEOUT = 300  # seconds a tiny queued run may take on a busy 2-core machine
-
-
-# ------------------------------------------------------------------------------------------- helpers
-
-
-def ganmgr(home: Path, *args: str, timeout: float = 120, env: dict | None = None,
-           input: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(cli_argv("--home", str(home), *args), cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})}, input=input)
-
-
-def tiny_args(npz: Path, name: str, epochs: int = 2, *extra: str) -> list[str]:
-    return ["--recipe", "baseline", "--dataset", f"npz:{npz}", "--epochs", str(epochs), "--width", "8",
-            "--batch-size", "32", "--device", "cpu", "--set", "threads=1", "--name", name, *extra]
+from tests.helpers import (
+    ROOT,
+    RUN_TIMEOUT,
+    cli_argv,
+    ganmgr,
+    make_npz,
+    queue,
+    run,
+    supervisor_pid,
+    tiny_args,
+    wait_for,
+    wait_status,
+    wait_supervisor_gone,
+    wait_worker,
+)
 
 
-def queue(home: Path, npz: Path, name: str, epochs: int = 2, *extra: str, env: dict | None = None) -> int:
-    """`ganmgr run -q ...` (queued, returns at once); the new run's id."""
-    out = ganmgr(home, "run", "-q", *tiny_args(npz, name, epochs, *extra), env=env)
-    assert out.returncode == 0, out.stderr
-    return int(out.stdout.strip())
-
-
-def run(home: Path, run_id: int) -> RunView:
-    view = store_runs.get_run(home, run_id)
-    assert view is not None
-    return view
-
-
-def wait_for(pred: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-def wait_status(home: Path, run_id: int, statuses: set[str], timeout: float = RUN_TIMEOUT) -> RunView:
-    return wait_for(lambda: (v := run(home, run_id)).status in statuses and v, timeout,
-                    f"run {run_id} to be {'/'.join(sorted(statuses))} (is {run(home, run_id).status})")
-
-
-def wait_worker(home: Path, run_id: int, timeout: float = RUN_TIMEOUT) -> RunView:
-    """The row once its worker's pid is recorded and alive."""
-    return wait_for(lambda: (v := run(home, run_id)).status == "running" and is_alive(v.pid, v.pid_start) and v,
-                    timeout, f"run {run_id}'s worker to start")
-
-
-def supervisor_pid(home: Path) -> int | None:
-    """The pid of the supervisor holding the store's lock, or None."""
-    if not lock_is_held(home):
-        return None
-    text = lock_path(home).read_text().strip()
-    return int(text) if text.isdigit() else None
-
-
-def wait_supervisor_gone(home: Path, timeout: float = 30) -> None:
-    """The lock is free and no supervisor or worker of this store is left."""
-    wait_for(lambda: not lock_is_held(home), timeout, "the supervisor to release its lock")
-    wait_for(lambda: processes_of(home) == [], 10, "every process of the store to exit")
-
-
-def processes_of(home: Path) -> list[int]:
-    """Pids of live processes whose command line names this store (supervisors and workers)."""
-    needle = str(home).encode()
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) != os.getpid():
-            try:
-                if needle in Path(f"/proc/{name}/cmdline").read_bytes() and process_start_token(int(name)):
-                    out.append(int(name))
-            except OSError:
-                continue
-    return out
-
-
-def group_members(pgid: int) -> list[int]:
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            data = Path(f"/proc/{name}/stat").read_text()
-        except OSError:
-            continue
-        rest = data[data.rindex(")") + 2:].split()
-        if int(rest[2]) == pgid and rest[0] != "Z":
-            out.append(int(name))
-    return out
-
-
-def make_npz(folder: Path) -> Path:
-    """The tiny data set of every queued test run: 4 steps of 32 per epoch."""
-    return tiny_npz(folder / "tiny.npz", n_train=128, n_test=64)
-
-
-def clean_up_store(home: Path) -> None:
-    """Kill whatever supervisor or worker of `home` a failed test left behind."""
-    dispose_engines()
-    for pid in processes_of(home):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-# Each test module defines these two fixtures the same way (fixtures imported across modules confuse ruff).
 @pytest.fixture(scope="module")
 def npz(tmp_path_factory) -> Path:
     return make_npz(tmp_path_factory.mktemp("queue-data"))
-
-
-@pytest.fixture
-def store_home(home: Path):
-    """A store folder whose supervisors and workers are all gone after the test, whatever happened."""
-    yield home
-    clean_up_store(home)
 
 
 # ----------------------------------------------------------------------------------------- queue
@@ -202,20 +92,17 @@ def test_a_killed_supervisor_is_replaced_by_the_next_command_which_adopts_the_li
     assert re.search(rf"^\s*{first}\s+adopted\b.*\brunning\b", out.stdout, re.M), out.stdout
     new = wait_for(lambda: supervisor_pid(home), 30, "a new supervisor")
     assert new != old
-    # no row may stay `running` without a live process (beyond one supervisor tick of settling)
-    dead_since: dict[int, float] = {}
-    deadline = time.monotonic() + RUN_TIMEOUT
-    while time.monotonic() < deadline:
+    # no row may stay `running` without a live process: one seen so is settled by the supervisor (nothing
+    # else runs here to reconcile it)
+    def all_ended() -> bool:
         views = [run(home, i) for i in (first, *rest)]
         for v in views:
             if v.status == "running" and v.pid is not None and not is_alive(v.pid, v.pid_start):
-                dead_since.setdefault(v.id, time.monotonic())
-                assert time.monotonic() - dead_since[v.id] < 5, f"run {v.id} stayed running after its worker died"
-            else:
-                dead_since.pop(v.id, None)
-        if all(v.is_terminal for v in views):
-            break
-        time.sleep(0.1)
+                wait_for(lambda v=v: run(home, v.id).status != "running", 60,
+                         f"run {v.id} to leave `running` after its worker died")
+        return all(v.is_terminal for v in views)
+
+    wait_for(all_ended, RUN_TIMEOUT, "the three runs to end")
     views = [run(home, i) for i in (first, *rest)]
     assert [v.status for v in views] == ["completed"] * 3, [(v.status, v.error) for v in views]
     adopted = views[0]

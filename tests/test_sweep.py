@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.control.config import ConfigError, resolve_config
+from engine.control.config import resolve_config
+from engine.control.errors import ConfigError
 from engine.control.sweep import MAX_POINTS, expand_sweep, parse_axis, split_alternatives
 
 BASE = {"epochs": 2, "width": 8}

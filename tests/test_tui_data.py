@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.control.config import RECIPES
-from tests.tui_seed import make_run, seed_every_status, write_metrics, write_png
+from tests.tui_helpers import make_run, runs_in_every_status, write_metrics, write_png
 from tui.charts.compare_data import default_metric, differing_keys
 from tui.charts.series import (
     TEST_ACC,
@@ -148,7 +148,7 @@ def test_differing_keys_lists_only_what_differs() -> None:
 
 
 def test_filter_language(home: Path) -> None:
-    runs = seed_every_status(home)
+    runs = runs_in_every_status(home)
     views = list(runs.values())
     f = parse_filter("status:failed,lost")
     assert {r.status for r in views if f.matches(r)} == {"failed", "lost"}
@@ -166,7 +166,7 @@ def test_filter_language(home: Path) -> None:
 
 
 def test_sort_orders(home: Path) -> None:
-    runs = seed_every_status(home)
+    runs = runs_in_every_status(home)
     q2 = make_run(home, "queued", name="q-urgent", priority=5)
     views = [*runs.values(), q2]
     order = order_runs(views, "queue")

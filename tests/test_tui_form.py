@@ -14,7 +14,7 @@ import pytest
 
 from store import runs as store_runs
 from tests.helpers import tiny_npz
-from tests.tui_seed import drive, hold_supervisor_lock, make_run, plain, wait_for
+from tests.tui_helpers import drive, hold_supervisor_lock, make_run, plain, wait_for
 from tui.forms.new_run import NewRunScreen
 from tui.screens.runs import RunsScreen
 from tui.widgets.runs_table import RunsTable

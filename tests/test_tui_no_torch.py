@@ -15,7 +15,7 @@ from pathlib import Path
 import tui.app
 assert "torch" not in sys.modules, "importing tui.app imported torch"
 
-from tests.tui_seed import make_run, write_metrics, write_samples
+from tests.tui_helpers import make_run, write_metrics, write_samples
 from tui.app import GanmgrApp
 from tui.screens.compare import CompareScreen
 from tui.forms.new_run import NewRunScreen

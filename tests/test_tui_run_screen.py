@@ -9,22 +9,22 @@ from pathlib import Path
 import pytest
 
 from store import runs as store_runs
-from tests.tui_seed import LOSSES, drive, make_run, plain, wait_for, write_metrics, write_png, write_samples
+from tests.tui_helpers import (
+    LOSSES,
+    drive,
+    make_run,
+    open_run,
+    plain,
+    wait_for,
+    write_metrics,
+    write_png,
+    write_samples,
+)
 from tui.charts.metric_chart import MetricChart
 from tui.charts.series import TEST_ACC, TRAIN_ACC
 from tui.screens.file_location import FileLocationModal
 from tui.screens.run_detail import RunScreen
 from tui.widgets.image_panel import ImagePanel
-from tui.widgets.runs_table import RunsTable
-
-
-async def open_run(app, pilot, run_id: int) -> RunScreen:
-    table = app.runs_screen.query_one(RunsTable)
-    await wait_for(pilot, lambda: run_id in table.run_ids, what="the run in the table")
-    table.select_run(run_id)
-    await pilot.press("enter")
-    await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="the run screen")
-    return app.screen
 
 
 def test_charts_follow_the_metrics_file(home: Path) -> None:

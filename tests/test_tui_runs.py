@@ -10,13 +10,13 @@ from pathlib import Path
 
 from engine.control.procs import process_start_token
 from store import runs as store_runs
-from store.views import STATUSES
-from tests.tui_seed import (
+from store.lifecycle import STATUSES
+from tests.tui_helpers import (
     drive,
     hold_supervisor_lock,
     make_run,
     plain,
-    seed_every_status,
+    runs_in_every_status,
     wait_for,
     write_metrics,
 )
@@ -44,7 +44,7 @@ def put_cursor(app, run_id: int) -> None:
 
 
 def test_table_shows_every_status_and_updates_in_place(home: Path) -> None:
-    runs = seed_every_status(home)
+    runs = runs_in_every_status(home)
     running = runs["running"]
 
     async def scenario(app, pilot) -> None:
@@ -76,7 +76,7 @@ def test_table_shows_every_status_and_updates_in_place(home: Path) -> None:
 
 
 def test_filter_by_status_text_recipe_and_tag(home: Path) -> None:
-    runs = seed_every_status(home)
+    runs = runs_in_every_status(home)
     other = make_run(home, "completed", name="baseline-one", recipe="baseline", tags=("paper",))
 
     async def scenario(app, pilot) -> None:
@@ -112,7 +112,7 @@ def test_filter_by_status_text_recipe_and_tag(home: Path) -> None:
 
 
 def test_sort_cycles_and_reverses(home: Path) -> None:
-    runs = seed_every_status(home)
+    runs = runs_in_every_status(home)
 
     async def scenario(app, pilot) -> None:
         table = table_of(app)

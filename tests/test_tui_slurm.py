@@ -17,9 +17,10 @@ import pytest
 from engine.control.config import resolve_config
 from engine.control.submit import create_run
 from store import runs as store_runs
+from store import settings as store_settings
 from store.views import RunView
 from tests.helpers import tiny_npz
-from tests.tui_seed import drive, hold_supervisor_lock, make_run, plain, wait_for
+from tests.tui_helpers import drive, hold_supervisor_lock, make_run, plain, wait_for
 from tui.forms.new_run import NewRunScreen
 from tui.present import PENDING_STYLE
 from tui.run_query import FilterError, parse_filter
@@ -106,8 +107,8 @@ def error_of(screen, key: str) -> str:
 def test_form_slurm_fields_prefilled_checked_and_submitted(locked: Path, tmp_path: Path) -> None:
     home = locked
     npz = tiny_npz(tmp_path / "tiny.npz", n_train=64, n_test=32)
-    store_runs.set_setting(home, "backend", "slurm")
-    store_runs.set_setting(home, "slurm_options", {"partition": "gpu", "gres": "gpu:1", "job_name": "nightly"})
+    store_settings.set_setting(home, "backend", "slurm")
+    store_settings.set_setting(home, "slurm_options", {"partition": "gpu", "gres": "gpu:1", "job_name": "nightly"})
 
     async def scenario(app, pilot) -> None:
         await wait_for(pilot, lambda: app.runs_screen.loaded)
@@ -246,9 +247,9 @@ def test_filter_terms_for_sweeps_backends_and_pending() -> None:
 
 
 def test_detail_shows_the_show_lines_and_the_segment_history(home: Path) -> None:
-    from tui.cli.queue import _backend_lines
+    from tui.present import backend_lines
 
-    store_runs.set_setting(home, "max_segments", 7)  # a run without its own limit shows the store's
+    store_settings.set_setting(home, "max_segments", 7)  # a run without its own limit shows the store's
     run = slurm_run(home, "long-one", state="RUNNING", job="3001", epoch=2, epochs=8, max_segments=5,
                     sweep="grid", notes="lr=0.0002")
     other = slurm_run(home, "no-limit", state="PENDING", reason="Resources", job="3100")
@@ -270,7 +271,7 @@ def test_detail_shows_the_show_lines_and_the_segment_history(home: Path) -> None
         await wait_for(pilot, lambda: "segment 2: Slurm job 3002" in plain(panel), what="the history")
         text = plain(panel)
         view = store_runs.get_run(home, run.id)
-        for key, value in _backend_lines(view, 7):  # what `ganmgr show` prints, line by line
+        for key, value in backend_lines(view, 7):  # what `ganmgr show` prints, line by line
             assert key in text and " ".join(value.split()) in " ".join(text.split()), (key, value)
         squeezed = " ".join(text.split())
         assert squeezed.startswith("backend slurm ") and all(

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_argv
-from tests.helpers import ROOT, tiny_npz
+from tests.helpers import ROOT, cli_argv, tiny_npz
 
 pytestmark = [
     pytest.mark.slow,

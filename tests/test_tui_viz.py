@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, Select
 
-from store import runs as store_runs
-from tests.test_tui_run_screen import open_run
-from tests.tui_seed import drive, make_run, plain, wait_for, write_metrics, write_samples
+from store import viz_jobs as store_viz
+from tests.tui_helpers import drive, make_run, open_run, plain, wait_for, write_metrics, write_samples
 from tui.forms.viz_form import baselines_from, check_viz_form, kinds_for
 from tui.forms.viz_launch import VizLaunchScreen
 from tui.widgets.image_panel import ImagePanel
@@ -50,19 +49,19 @@ def test_v_queues_a_job_shows_its_progress_and_opens_its_png(home: Path) -> None
         await wait_for(pilot, lambda: "count" in plain(form.query_one("#err-p-count")), what="the count error")
         await pilot.press("ctrl+s")
         await pilot.pause(0.2)
-        assert isinstance(app.screen, VizLaunchScreen) and store_runs.list_viz_jobs(home) == []
+        assert isinstance(app.screen, VizLaunchScreen) and store_viz.list_viz_jobs(home) == []
         count.value = "2"
         await wait_for(pilot, lambda: plain(form.query_one("#err-p-count")) == "", what="the error gone")
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: app.screen is screen, what="back on the run screen")
-        [job] = store_runs.list_viz_jobs(home)
+        [job] = store_viz.list_viz_jobs(home)
         assert (job.kind, job.params) == ("progression", {"count": 2, "epochs": []})
         await wait_for(pilot, lambda: re.search(rf"#{job.id}\s+progression", plain(screen.query_one("#run-jobs"))),
                        what="the job listed")
         panel = screen.query_one(ImagePanel)
         await wait_for(pilot, lambda: panel.current is not None and panel.current.name == "progression.png",
                        timeout=240, what="the job's PNG in the image panel")
-        done = store_runs.get_viz_job(home, job.id)
+        done = store_viz.get_viz_job(home, job.id)
         assert done.status == "completed" and "completed" in plain(screen.query_one("#run-jobs"))
         assert panel.border_title == "visualization"
 

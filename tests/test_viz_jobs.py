@@ -1,7 +1,7 @@
 """Visualization jobs on small models trained for real by the worker on a slice of the synthetic set.
 
 The models are trained once per module: a width-16 baseline classifier that learns the shapes (>80% test
-accuracy; ~99% after its 310 steps), a width-8 ACGAN trained for 4 epochs (248 steps, the seed's
+accuracy; ~99% after its 310 steps), a width-8 ACGAN trained for 4 epochs (248 steps, the course's
 optimizer settings), the same ACGAN left untrained (two steps at lr 1e-9), and a width-100 baseline (two
 steps) for the 10x10 feature grids, which need 100 channels.
 Jobs run through the real entry point: `python -m engine.compute.viz JOB_DIR` as a subprocess where exit codes,
@@ -24,7 +24,8 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
-from engine.control.viz_spec import VIZ_KINDS, make_job, resolve_viz_params, write_job
+from engine.control.run_dir import write_job
+from engine.control.viz_spec import VIZ_KINDS, make_job, resolve_viz_params
 from tests.helpers import ROOT, make_run_dir, records, run_worker, tiny_npz
 
 pytestmark = pytest.mark.slow
@@ -91,7 +92,7 @@ def png_size(path: Path) -> tuple[int, int]:
         return im.size
 
 
-# ------------------------------------------------------------------------------------------ the seed's part 2
+# ------------------------------------------------------------------------------------------ the course's part 2
 
 def test_perturb_lowers_the_accuracy_of_a_classifier_that_learned(runs, tmp_path):
     job_dir = job_dir_for(tmp_path, "perturb", runs.baseline)

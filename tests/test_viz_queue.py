@@ -20,9 +20,9 @@ from engine.control.submit import SubmitError
 from engine.control.viz_jobs import VizFold, submit_viz
 from engine.control.viz_spec import VizSpecError
 from store import runs as store_runs
+from store import viz_jobs as store_viz
 from store.db import dispose_engines
-from tests.conftest import cli_argv
-from tests.helpers import ROOT, tiny_npz
+from tests.helpers import ROOT, cli_argv, tiny_npz
 
 pytestmark = pytest.mark.slow
 JOB_TIMEOUT = 600  # a tiny job on a busy 2-core machine
@@ -65,11 +65,11 @@ def wait_status(home: Path, job_id: int, statuses: tuple[str, ...], timeout: flo
                 pred=lambda j: True):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        job = store_runs.get_viz_job(home, job_id)
+        job = store_viz.get_viz_job(home, job_id)
         if job is not None and job.status in statuses and pred(job):
             return job
         time.sleep(0.2)
-    raise AssertionError(f"job {job_id} not {statuses} after {timeout}s: {store_runs.get_viz_job(home, job_id)}")
+    raise AssertionError(f"job {job_id} not {statuses} after {timeout}s: {store_viz.get_viz_job(home, job_id)}")
 
 
 def png_ok(path: Path) -> tuple[int, int]:
@@ -94,7 +94,7 @@ def test_viz_wait_runs_the_job_and_prints_its_files(store) -> None:
         png_ok(f)
         assert f.stat().st_mode & 0o077 == 0, f"{f} is readable by others"
     job_id = int(first.split()[2])
-    job = store_runs.get_viz_job(store.home, job_id)
+    job = store_viz.get_viz_job(store.home, job_id)
     assert job.status == "completed" and job.exit_code == 0 and job.progress == 1.0
     assert job.checkpoint == "checkpoints/final.pt" and job.run_id == store.base
     assert list(job.outputs) == ["real_images.png", "gradient_image.png", "jittered_images.png"]
@@ -113,7 +113,7 @@ def test_an_epoch_checkpoint_and_the_run_listing(store) -> None:
     job_id, path = out.stdout.strip().splitlines()
     assert Path(path).name == "max_class.png"
     png_ok(Path(path))
-    assert store_runs.get_viz_job(store.home, int(job_id)).checkpoint == "checkpoints/epoch_001.pt"
+    assert store_viz.get_viz_job(store.home, int(job_id)).checkpoint == "checkpoints/epoch_001.pt"
     listing = ganmgr(store.home, "viz", str(store.base))
     assert listing.returncode == 0
     assert any(line.split()[:3] == [job_id, str(store.base), "max_class"] for line in listing.stdout.splitlines())
@@ -177,13 +177,13 @@ def test_report_writes_one_valid_html_file(store) -> None:
     (("blur",), "invalid choice"),
 ])
 def test_bad_jobs_are_one_line_errors_and_create_nothing(store, args, words) -> None:
-    before = store_runs.list_viz_jobs(store.home)
+    before = store_viz.list_viz_jobs(store.home)
     run_dir = Path(store_runs.get_run(store.home, store.base).run_dir)
     folders = sorted(p.name for p in (run_dir / "viz").iterdir()) if (run_dir / "viz").is_dir() else []
     out = ganmgr(store.home, "viz", str(store.base), *args)
     assert out.returncode == 2, out
     assert len(out.stderr.strip().splitlines()) == 1 and words in out.stderr, out.stderr
-    assert store_runs.list_viz_jobs(store.home) == before
+    assert store_viz.list_viz_jobs(store.home) == before
     assert (sorted(p.name for p in (run_dir / "viz").iterdir()) if (run_dir / "viz").is_dir() else []) == folders
 
 
@@ -213,7 +213,7 @@ def test_a_corrupt_checkpoint_fails_the_job_with_a_clear_message(store, tmp_path
         kept.unlink()
     assert out.returncode == 1, out
     assert "failed" in out.stderr and "epoch_002.pt" in out.stderr, out.stderr
-    job = store_runs.list_viz_jobs(store.home, run_id=store.base)[-1]
+    job = store_viz.list_viz_jobs(store.home, run_id=store.base)[-1]
     assert job.status == "failed" and job.exit_code == 1 and "epoch_002.pt" in job.message
     assert final.read_bytes() == saved  # nothing saved was touched
     assert not list(Path(job.job_dir).glob("*.png"))
@@ -263,7 +263,7 @@ def test_a_job_killed_while_no_supervisor_watches_is_lost(store) -> None:
         time.sleep(0.05)
     out = ganmgr(store.home, "jobs", str(store.base))
     assert out.returncode == 0
-    job = store_runs.get_viz_job(store.home, job.id)
+    job = store_viz.get_viz_job(store.home, job.id)
     assert job.status == "lost" and "vanished" in job.error
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.control.run_dir import read_job, write_job
 from engine.control.viz_spec import (
     FEATURE_LAYERS,
     VIZ_KINDS,
@@ -16,10 +17,8 @@ from engine.control.viz_spec import (
     create_job_dir,
     make_job,
     primary_output,
-    read_job,
     resolve_viz_params,
     validate_job,
-    write_job,
 )
 from tests.helpers import ROOT
 

@@ -14,7 +14,7 @@ from rich.cells import cell_len
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from store.views import RunView
+    from store.views import RunView, VizJobView
 
 # Status colours (Rich styles). Kept here rather than in the .tcss because they colour table cells.
 STATUS_STYLES: dict[str, str] = {
@@ -58,11 +58,13 @@ PENDING_GLYPH = "◷"
 
 
 def run_status_word(run: RunView) -> str:
-    """The status word `ganmgr ls` and `show` print (`pending` for a Slurm job waiting on the cluster,
-    `cancelling`), from the CLI's own helper so the table and the CLI never disagree."""
-    from tui.cli.queue import _status_text  # the store behind it; the runs loader imported it already
-
-    return _status_text(run)
+    """The status word the table, `ganmgr ls` and `show` print: the row's status, except `cancelling` for a
+    running run asked to stop and `pending` for a Slurm job submitted but not started by the cluster."""
+    if run.status == "running" and run.cancel_requested:
+        return "cancelling"
+    if run.status == "running" and run.backend == "slurm" and run.cluster_state in ("SUBMITTING", "PENDING"):
+        return "pending"
+    return run.status
 
 
 def run_status_text(run: RunView, queue_pos: int | None = None) -> Text:
@@ -209,4 +211,39 @@ def pack_items(items: list[Text], width: int, gap: int = 2) -> Text:
             used += gap
         out.append_text(item)
         used += n
+    return out
+
+
+def job_summary(j: VizJobView) -> str:
+    """One line: the message while running, the first output (or the error) when done."""
+    if j.status == "completed":
+        first = j.outputs[0] if j.outputs else ""
+        return f"{len(j.outputs)} file(s): {first}" + (" ..." if len(j.outputs) > 1 else "")
+    if j.status == "running":
+        pct = f"{(j.progress or 0) * 100:3.0f}%  " if j.progress is not None else ""
+        return pct + (j.message or "")
+    if j.status == "queued":
+        return f"{j.checkpoint or ''}".strip()
+    return (j.message or j.error or "").splitlines()[0] if (j.message or j.error) else ""
+
+
+def backend_lines(run: RunView, store_max_segments: int | None = None) -> list[tuple[str, str]]:
+    """`show` and the run screen: where a cluster run runs, its options, its current job and state, and its segments."""
+    if run.backend == "local":
+        return [("backend", "local")]
+    opts = dict(run.backend_options)
+    extra = opts.pop("extra", None) or []
+    words = "  ".join(f"{k}={v}" for k, v in opts.items()) + ("  extra=" + " ".join(extra) if extra else "")
+    out = [("backend", f"{run.backend}    {words}".rstrip())]
+    if run.cluster_job_id:
+        state = run.cluster_state or "?"
+        if run.cluster_reason and run.cluster_reason not in ("None", "(null)"):
+            state += f" ({run.cluster_reason})"
+        out.append(("cluster job", f"{run.cluster_job_id}    {state}"))
+    limit: Any = run.max_segments
+    if limit is None:
+        limit = f"{store_max_segments or 20} (the store's max_segments)"
+    out.append(("segments", f"{run.segments} of at most {limit}    (each listed in the history)"))
+    if run.sweep:
+        out.append(("sweep", run.sweep))
     return out

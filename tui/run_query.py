@@ -14,14 +14,15 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from store.views import STATUSES, RunView
+from store.checks import BACKENDS
+from store.lifecycle import STATUSES
+from store.views import RunView
 
 _FIELD_ALIASES = {"status": "status", "s": "status", "is": "status", "recipe": "recipe", "r": "recipe",
                   "tag": "tag", "t": "tag", "sweep": "sweep", "w": "sweep", "backend": "backend",
                   "b": "backend"}
 PENDING = "pending"  # not a store status: a `running` Slurm row whose job waits on the cluster
 FILTER_STATUSES: tuple[str, ...] = (*STATUSES, PENDING)
-BACKENDS: tuple[str, ...] = ("local", "slurm")
 SORTS: tuple[str, ...] = ("queue", "id", "name", "status", "test acc", "started", "duration")
 
 

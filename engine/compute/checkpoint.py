@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import errno
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from engine.control.paths import fsync_dir
+from engine.control.paths import write_bytes_atomic
 
 FORMAT = 1
 
@@ -29,25 +27,12 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     state = {"format": FORMAT, **state}
     buf = io.BytesIO()
     torch.save(state, buf)
-    data = buf.getbuffer()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        write_bytes_atomic(path, buf.getbuffer())
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise CheckpointError(f"disk full while writing {path}; the previous checkpoint is kept") from e
-        if isinstance(e, OSError):
-            raise CheckpointError(f"cannot write {path}: {e.strerror or e}") from e
-        raise
-    fsync_dir(path.parent)
+        raise CheckpointError(f"cannot write {path}: {e.strerror or e}") from e
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -6,7 +6,7 @@ with only the branches that need CUDA skipped. What each switch is worth was mea
 
 - fused Adam on CUDA (one kernel for all parameters), foreach Adam elsewhere;
 - bf16 autocast on CUDA (`precision=auto`), TF32 for what stays fp32, cuDNN autotuning (`benchmark`);
-- channels-last on CUDA only: on the CPU the seed's LayerNorm over [C, H, W] turns every activation back
+- channels-last on CUDA only: on the CPU the course's LayerNorm over [C, H, W] turns every activation back
   into NCHW, so channels-last only adds copies there (measured slower);
 - `compile=true`: the recipes' loss computations (forward passes, and the gradient penalty written with
   `torch.func`) go through `torch.compile`; where that cannot work the run says so in one line and

@@ -16,11 +16,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.control.errors import ConfigError
+
 CONFIG_VERSION = 1
-
-
-class ConfigError(ValueError):
-    """A bad config value; the message is one line that names the field and the problem."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ def _check_name(v: str | None) -> str | None:
 
 
 def _check_dataset(v: str) -> str | None:
-    from engine.control.datasets import dataset_syntax_error
+    from engine.control.datasets import dataset_syntax_error  # on first use: datasets imports numpy
 
     return dataset_syntax_error(v)
 
@@ -156,6 +154,11 @@ DCGAN: tuple[Field, ...] = (
     _samples(64, "004"),
 )
 
+# the ACGAN's train metrics, in the order its train_step returns them (engine/compute/recipes/acgan.py):
+# the first five are the seed's loss1..loss5 (the critic's terms, drawn as the losses), acc its acc1
+ACGAN_METRICS = ("gp", "d_fake_source", "d_real_source", "d_real_class", "d_fake_class", "gen_source",
+                 "gen_class", "acc")
+ACGAN_LOSSES = ACGAN_METRICS[:5]
 BCE_GAN_METRICS = ("d_loss", "g_loss", "d_real", "d_fake")
 BCE_LOSSES = ("d_loss", "g_loss")  # the rest (D(x), D(G(z)): probabilities) share a chart with the signals
 DCGAN_METRICS = (*BCE_GAN_METRICS, "d_fake_after")
@@ -247,9 +250,8 @@ RECIPES: dict[str, RecipeSpec] = {
         module="engine.compute.recipes.acgan",
         fields=ACGAN,
         defaults={"epochs": 500, "lr": 1e-4, "betas": [0.0, 0.9], "batch_size": 128},
-        train_metrics=("gp", "d_fake_source", "d_real_source", "d_real_class", "d_fake_class",
-                       "gen_source", "gen_class", "acc"),
-        loss_metrics=("gp", "d_fake_source", "d_real_source", "d_real_class", "d_fake_class"),
+        train_metrics=ACGAN_METRICS,
+        loss_metrics=ACGAN_LOSSES,
         has_generator=True,
         check=_check_acgan,
         epoch_metrics=("class_spread",),

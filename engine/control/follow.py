@@ -10,7 +10,6 @@ counts; an older one is history.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -18,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.control.records import ARTIFACT, END, END_STATUSES, EPOCH, START, TRAIN
+
 ERROR_LIMIT = 4000  # characters of error text kept in the row (the full log stays in log.txt)
 LOG_TAIL_LINES = 20
-# Worker `end` statuses, as written by engine/worker.py
-END_STATUSES = ("completed", "failed", "cancelled", "diverged")
 
 
 @dataclass
@@ -39,19 +38,19 @@ class ProgressFold:
     def fold(self, rec: dict[str, Any]) -> None:
         kind = rec.get("kind")
         f = self.fields
-        if kind == "start":
+        if kind == START:
             self.epochs = _int(rec.get("epochs")) or self.epochs
             self.steps_per_epoch = _int(rec.get("steps_per_epoch")) or self.steps_per_epoch
             f["epoch"] = _int(rec.get("epoch")) or 0
             f["step"] = _int(rec.get("step")) or 0
             if self.epochs:
                 f["epochs"] = self.epochs
-        elif kind == "train":
+        elif kind == TRAIN:
             if _int(rec.get("step")) is not None:
                 f["step"] = _int(rec.get("step"))
             f["last_metrics"] = {k: _finite(v) for k, v in rec.items()
                                  if k not in ("kind", "epoch", "step", "time")}
-        elif kind == "epoch":
+        elif kind == EPOCH:
             if _int(rec.get("epoch")) is not None:
                 f["epoch"] = _int(rec.get("epoch"))
             if _int(rec.get("step")) is not None:
@@ -61,10 +60,10 @@ class ProgressFold:
                 v = _finite(rec.get(src))
                 if v is not None:
                     f[dst] = v
-        elif kind == "artifact":
+        elif kind == ARTIFACT:
             if isinstance(rec.get("path"), str):
                 self.artifacts.append(rec)
-        elif kind == "end":
+        elif kind == END:
             t = rec.get("time")
             if self.since is None or not isinstance(t, (int, float)) or t >= self.since:
                 self.end = rec
@@ -134,46 +133,6 @@ def outcome(end: dict[str, Any] | None, *, returncode: int | None, cancel_reques
     return Outcome("lost", f"lost: {why}", why + log_tail(log_path))
 
 
-def attempt_end(metrics_path: Path, since: float | None, tail_bytes: int = 256 * 1024) -> dict[str, Any] | None:
-    """The `end` record of the current attempt (written at or after `since`), from the file's last bytes."""
-    try:
-        with open(metrics_path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            fh.seek(max(0, size - tail_bytes))
-            chunk = fh.read()
-    except OSError:
-        return None
-    for line in reversed(chunk.split(b"\n")):
-        rec = _parse(line)
-        if rec is None or rec.get("kind") != "end":
-            continue
-        t = rec.get("time")
-        if since is None or not isinstance(t, (int, float)) or t >= since:
-            return rec
-        return None  # the newest end record is older than this attempt
-    return None
-
-
-def line_end_offset(path: Path) -> int:
-    """Offset just past the last newline of `path` (0 if none or missing): where a new attempt's records
-    begin once the worker has cut a half-written last line."""
-    try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            pos = size
-            while pos > 0:
-                start = max(0, pos - 65536)
-                fh.seek(start)
-                chunk = fh.read(pos - start)
-                i = chunk.rfind(b"\n")
-                if i >= 0:
-                    return start + i + 1
-                pos = start
-    except OSError:
-        return 0
-    return 0
-
-
 def log_tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
     """The last non-empty lines of log.txt (a traceback, usually), prefixed with a newline; '' if none."""
     if path is None:
@@ -187,14 +146,6 @@ def log_tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
         return ""
     tail = [ln for ln in text.splitlines()[-lines:] if ln.strip()]
     return ("\n" + "\n".join(tail)) if tail else ""
-
-
-def _parse(line: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _clip(text: str) -> str:

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from engine.control.paths import open_log
+from engine.control.runs_root import ensure_run_folder
+from engine.control.supervisor_lock import lock_is_held
+
 
 def worker_argv(run_dir: Path) -> list[str]:
     return [sys.executable, "-m", "engine.worker", str(run_dir)]
@@ -30,8 +34,6 @@ def spawn_worker(home: Path, run_dir: Path, *, new_session: bool, nice: int = 0,
     new_session=True makes the worker a process-group leader detached from the terminal (queued runs);
     False keeps it in the caller's group so a terminal Ctrl-C reaches it too (headless runs).
     """
-    from engine.control.runs_root import ensure_run_folder
-
     run_dir = ensure_run_folder(home, run_dir)
     return spawn_logged(worker_argv(run_dir), run_dir, new_session=new_session, nice=nice, env_extra=env_extra)
 
@@ -39,8 +41,7 @@ def spawn_worker(home: Path, run_dir: Path, *, new_session: bool, nice: int = 0,
 def spawn_logged(argv: list[str], folder: Path, *, new_session: bool, nice: int = 0,
                  env_extra: dict[str, str] | None = None) -> subprocess.Popen:
     """Start `argv` in `folder` with stdout+stderr appended to folder/log.txt (a worker or a viz job)."""
-    fd = os.open(folder / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    log = os.fdopen(fd, "ab", buffering=0)  # noqa: SIM115 - handed to the child
+    log = os.fdopen(open_log(folder), "ab", buffering=0)  # noqa: SIM115 - handed to the child
     try:
         def lower_priority() -> None:
             if nice:
@@ -63,8 +64,6 @@ def ensure_supervisor(home: Path) -> subprocess.Popen | None:
     The supervisor itself takes an exclusive flock on HOME/supervisor.lock and exits at once when another
     instance holds it, so racing callers are harmless; we only skip the spawn when the lock is visibly held.
     """
-    from engine.control.supervisor_lock import lock_is_held
-
     _reap_started()
     if lock_is_held(home):
         return None

@@ -1,4 +1,4 @@
-"""Where a store lives and how run directories are named; every path is checked to stay inside the root."""
+"""Where a store lives, how run folders are named and laid out; every path must stay inside the root."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ from typing import Any
 
 DEFAULT_HOME = "runs"
 RUN_SUBDIRS = ("samples", "checkpoints", "viz")
+# The files of a run folder (and of a viz job's folder, RUN_DIR/viz/ID-KIND, which has the last three):
+# config.json and job.json are read through engine/control/run_dir.py, metrics.jsonl through records.py.
+CONFIG_FILE = "config.json"
+JOB_FILE = "job.json"
+METRICS_FILE = "metrics.jsonl"
+LOG_FILE = "log.txt"
 
 
 class PathError(ValueError):
@@ -60,11 +66,17 @@ def create_run_dir(path: Path) -> Path:
     return path
 
 
+def open_log(folder: Path) -> int:
+    """A descriptor appending to folder/log.txt, created readable by its owner only: the worker's output,
+    the supervisor's headers and every Slurm segment go to the same log."""
+    return os.open(folder / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: Path, data: bytes | memoryview) -> None:
     """Temp file in the same folder, fsync, rename: readers see the old or the new file, never half."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -18,12 +18,15 @@ from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
-from engine.control.follow import ProgressFold, attempt_end, outcome
-from engine.control.launcher import worker_argv
+from engine.control.follow import ProgressFold, outcome
+from engine.control.launcher import ensure_supervisor, worker_argv
+from engine.control.paths import LOG_FILE, METRICS_FILE
 from engine.control.procs import find_processes, is_alive
-from engine.control.records import MetricsTail
+from engine.control.records import MetricsTail, attempt_end
 from engine.control.supervisor_lock import lock_is_held
+from engine.control.viz_jobs import settle_viz
 from store import runs as store_runs
+from store import viz_jobs as store_viz
 from store.db import db_path
 from store.errors import StoreError
 from store.views import RunView, VizJobView
@@ -74,9 +77,9 @@ def settle_run(home: Path, run: RunView) -> RunView | None:
     fold = final_fold(home, run)
     end = fold.end
     if end is None and run_dir is not None:
-        end = attempt_end(run_dir / "metrics.jsonl", run.started_at)
+        end = attempt_end(run_dir / METRICS_FILE, run.started_at)
     oc = outcome(end, returncode=None, cancel_requested=run.cancel_requested, killed_by_us=False,
-                 log_path=run_dir / "log.txt" if run_dir else None)
+                 log_path=run_dir / LOG_FILE if run_dir else None)
     return store_runs.set_status(home, run.id, oc.status, message=oc.message, **oc.fields(),
                                  **progress_fields(fold))
 
@@ -86,13 +89,9 @@ def final_fold(home: Path, run: RunView) -> ProgressFold:
     fold = ProgressFold(since=run.started_at)
     if not run.run_dir:
         return fold
-    tail = MetricsTail(Path(run.run_dir) / "metrics.jsonl", offset=run.metrics_offset)
-    while True:
-        before = tail.offset
-        for rec in tail.read_new():
-            fold.fold(rec)
-        if tail.offset == before:
-            break
+    tail = MetricsTail(Path(run.run_dir) / METRICS_FILE, offset=run.metrics_offset)
+    for rec in tail.read_backlog():
+        fold.fold(rec)
     fold.fields["metrics_offset"] = tail.offset
     record_artifacts(home, run.id, fold)
     return fold
@@ -138,9 +137,7 @@ def _reconcile_viz(home: Path, host: str, owned: Container[int]) -> None:
     """Visualization jobs whose recorded process is gone get the status their files tell (their own end
     record, else `lost`). A job without a pid yet is left to whoever claimed it (its launcher records the
     pid right after starting the process)."""
-    from engine.control.viz_jobs import settle_viz
-
-    for job in store_runs.list_viz_jobs(home, status="running"):
+    for job in store_viz.list_viz_jobs(home, status="running"):
         if job.id in owned or job.pid is None or (job.host and job.host != host):
             continue
         if is_alive(job.pid, job.pid_start):
@@ -155,7 +152,7 @@ def supervisor_work_pending(home: Path, host: str | None = None) -> bool:
     host = host or socket.gethostname()
     if any(is_supervisor_work(r, host) for r in store_runs.list_runs(home, status=("queued", "running"))):
         return True
-    return any(viz_is_supervisor_work(j, host) for j in store_runs.list_viz_jobs(home, status=("queued", "running")))
+    return any(viz_is_supervisor_work(j, host) for j in store_viz.list_viz_jobs(home, status=("queued", "running")))
 
 
 def viz_is_supervisor_work(job: VizJobView, host: str) -> bool:
@@ -176,8 +173,6 @@ def is_supervisor_work(run: RunView, host: str) -> bool:
 
 def reconcile_and_ensure_supervisor(home: Path) -> list[RunView]:
     """What every command does first: settle dead rows, then start a supervisor if work waits for one."""
-    from engine.control.launcher import ensure_supervisor
-
     changed = reconcile(home)
     if supervisor_work_pending(home) and not lock_is_held(home):
         ensure_supervisor(home)

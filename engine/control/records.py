@@ -1,20 +1,52 @@
-"""Follow a run's `metrics.jsonl` by byte offset: only whole lines, never a half-written record.
+"""metrics.jsonl, the one contract between a worker (or a viz job) and everything that watches it.
 
-The worker appends one JSON object per line and flushes per record, so a reader can see a line without its
-newline yet; that tail waits for the next read. The file may not exist yet (the run is queued), and it may
-be truncated or replaced (a resumed run rewrites it): the offset then starts over at 0 and `resets` counts
-it, so a chart can clear. One MetricsTail per reader thread; it reopens the file on every read, which is
-what lets it notice a replacement.
+A worker appends one JSON object per line and flushes per record (`MetricsWriter`); every reader goes
+through `MetricsTail` (or `read_all`, `attempt_end`, which use the same line parser), so a half-written
+line, a malformed one and a replaced file mean the same thing to the supervisor, the TUI and the viz jobs.
+Every record has a `kind`; the kinds are named here once.
+
+Reading follows the file by byte offset, whole lines only: a line without its newline yet waits for the
+next read. The file may not exist yet (the run is queued), and it may be truncated or replaced (a resumed
+run rewrites it): the offset then starts over at 0 and `resets` counts it, so a chart can clear. One
+MetricsTail per reader thread; it reopens the file on every read, which is what lets it notice a
+replacement.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# The record kinds. A training worker writes start, train (every few steps), epoch, artifact and end; a
+# viz job writes start, progress, artifact, result and end. `end` is always the last record of an attempt
+# unless the process was killed outright.
+START = "start"
+TRAIN = "train"
+EPOCH = "epoch"
+ARTIFACT = "artifact"
+PROGRESS = "progress"
+RESULT = "result"
+END = "end"
+# the statuses an `end` record carries (engine/worker.py and the viz jobs write them)
+END_STATUSES = ("completed", "failed", "cancelled", "diverged")
+
 DEFAULT_MAX_BYTES = 1 << 20
+END_SEARCH_BYTES = 256 * 1024  # how far back from the file's end `attempt_end` looks
+
+
+def parse_record(line: bytes) -> dict[str, Any] | None:
+    """One line as a record; None for anything that is not a JSON object (invalid UTF-8 included)."""
+    try:
+        value = json.loads(line)
+    except ValueError:  # includes UnicodeDecodeError
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class MetricsTail:
@@ -49,6 +81,18 @@ class MetricsTail:
             chunk = f.read(max(1, max_bytes))
         return self._consume(chunk, max(1, max_bytes))
 
+    def read_backlog(self, max_reads: int | None = None,
+                     max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[dict[str, Any]]:
+        """Every record completed so far, read slice by slice (`read_new`) until the offset stops moving,
+        at most `max_reads` slices (a finished process's long backlog, without holding it all at once)."""
+        reads = 0
+        while max_reads is None or reads < max_reads:
+            before = self.offset
+            yield from self.read_new(max_bytes)
+            reads += 1
+            if self.offset == before:
+                return
+
     def _restart(self) -> None:
         self.offset = 0
         self.resets += 1
@@ -71,7 +115,7 @@ class MetricsTail:
             if i == 0 and self._skipping:
                 self._skipping = False
                 continue
-            record = _parse(line)
+            record = parse_record(line)
             if record is None:
                 if line.strip():
                     self.malformed += 1
@@ -80,23 +124,10 @@ class MetricsTail:
         return records
 
 
-def _parse(line: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(line)
-    except ValueError:  # includes UnicodeDecodeError
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def read_all(path: Path | str) -> list[dict[str, Any]]:
     """Every record of a finished file, including a last line that lacks its newline but parses."""
     tail = MetricsTail(path)
-    records: list[dict[str, Any]] = []
-    while True:
-        before = tail.offset
-        records.extend(tail.read_new())
-        if tail.offset == before:
-            break
+    records = list(tail.read_backlog())
     # Whatever is left has no newline: a record cut by a crash, or a complete one missing only "\n".
     try:
         with open(tail.path, "rb") as f:
@@ -105,7 +136,122 @@ def read_all(path: Path | str) -> list[dict[str, Any]]:
     except FileNotFoundError:
         return records
     if rest.strip() and not tail._skipping:
-        record = _parse(rest)
+        record = parse_record(rest)
         if record is not None:
             records.append(record)
     return records
+
+
+def attempt_end(path: Path, since: float | None, tail_bytes: int = END_SEARCH_BYTES) -> dict[str, Any] | None:
+    """The `end` record of the current attempt (written at or after `since`), from the file's last bytes.
+
+    A resumed run appends to the same file, so an older attempt's `end` record is history, not this one's."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(max(0, size - tail_bytes))
+            chunk = fh.read()
+    except OSError:
+        return None
+    for line in reversed(chunk.split(b"\n")):
+        rec = parse_record(line)
+        if rec is None or rec.get("kind") != END:
+            continue
+        t = rec.get("time")
+        if since is None or not isinstance(t, (int, float)) or t >= since:
+            return rec
+        return None  # the newest end record is older than this attempt
+    return None
+
+
+def line_end_offset(path: Path) -> int:
+    """Offset just past the last newline of `path` (0 if none or missing): where a new attempt's records
+    begin once the worker has cut a half-written last line."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            pos = size
+            while pos > 0:
+                start = max(0, pos - 65536)
+                fh.seek(start)
+                chunk = fh.read(pos - start)
+                i = chunk.rfind(b"\n")
+                if i >= 0:
+                    return start + i + 1
+                pos = start
+    except OSError:
+        return 0
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- writing
+
+
+def _clean(v: Any) -> Any:
+    """JSON has no NaN/inf: a non-finite float is written as null (the divergence record says why)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    return v
+
+
+class MetricsWriter:
+    """The writer's side (torch-free): one JSON object per line, append-only, flushed per record.
+    `who` names the writer on stderr ("worker", "viz")."""
+
+    def __init__(self, path: Path, who: str = "worker"):
+        self.path = path
+        self.who = who
+        self._repair_tail()
+        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held for the worker's life
+
+    def _repair_tail(self) -> None:
+        """A crash mid-line leaves a partial record; cut it so the next record starts on its own line."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size == 0:
+            return
+        with open(self.path, "rb+") as fh:
+            fh.seek(max(0, size - 65536))
+            tail = fh.read()
+            if tail.endswith(b"\n"):
+                return
+            cut = tail.rfind(b"\n")
+            fh.truncate(size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= 65536 else size))
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(_clean(record), separators=(",", ":"), allow_nan=False)
+        self._fh.write(line + "\n")
+        self._fh.flush()
+
+    def sync(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.flush()
+            self._fh.close()
+
+    def end(self, status: str, error: str | None = None) -> None:
+        """Write the last record (`end`, fsync'd) and close. A full disk must not hide the real status in a
+        traceback: a failed write is one line on stderr, and the caller still exits with its code."""
+        rec: dict[str, Any] = {"kind": END, "status": status, "time": time.time()}
+        if error:
+            rec["error"] = error
+        try:
+            self.write(rec)
+            self.sync()
+        except OSError as e:
+            print(f"{self.who}: could not write the end record: {e}", file=sys.stderr)
+        self.close()
+
+    def exit_with(self, status: str, code: int, error: str | None = None) -> int:
+        """`end`, then `code` for the process to exit with: `return metrics.exit_with("failed", 2, why)`."""
+        self.end(status, error)
+        return code

@@ -12,14 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.control.paths import PathError, ensure_inside
-from store import runs as store_runs
+from store import settings as store_settings
 from store.db import db_path
 
 
 def runs_root(home: Path) -> Path:
     """The folder new run folders go into (created 0700 when first used)."""
     if db_path(home).exists():
-        root = store_runs.get_settings(home).get("runs_root")
+        root = store_settings.get_settings(home).get("runs_root")
         if isinstance(root, str) and root:
             return Path(root)
     return home
@@ -29,7 +29,7 @@ def known_roots(home: Path) -> list[Path]:
     """HOME, the runs root, and every runs root the store used before (their folders stay valid)."""
     roots = [home]
     if db_path(home).exists():
-        settings = store_runs.get_settings(home)
+        settings = store_settings.get_settings(home)
         for r in [settings.get("runs_root"), *(settings.get("runs_roots_used") or [])]:
             if isinstance(r, str) and r and Path(r) not in roots:
                 roots.append(Path(r))

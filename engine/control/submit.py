@@ -12,11 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.control.config import default_run_name, validate_config
+from engine.control.config import config_diff, default_run_name, resolve_config, validate_config
 from engine.control.datasets import check_dataset_available
+from engine.control.errors import ConfigError
 from engine.control.gitinfo import source_commit
-from engine.control.paths import create_run_dir, ensure_home, run_dir_for, write_json_atomic
+from engine.control.launcher import ensure_supervisor
+from engine.control.paths import CONFIG_FILE, create_run_dir, ensure_home, fsync_dir, run_dir_for
+from engine.control.procs import signal_verified
+from engine.control.run_dir import read_run_config, write_run_config
 from engine.control.runs_root import ensure_run_folder, runs_root
+from engine.control.supervisor_lock import lock_is_held
 from store import runs as store_runs
 from store.views import RunView
 
@@ -33,7 +38,7 @@ def folder_maker(home: Path, cfg: dict[str, Any], after: Callable[[Path], None] 
         path = run_dir_for(ensure_home(root), view.id, view.name)
         create_run_dir(path)
         try:
-            write_json_atomic(path / "config.json", cfg)
+            write_run_config(path, cfg)
             if after is not None:
                 after(path)
         except BaseException:
@@ -70,8 +75,6 @@ def enqueue(home: Path, cfg: dict[str, Any], *, tags: list[str] | tuple[str, ...
             priority: int = 0, backend: str = "local", backend_options: dict[str, Any] | None = None,
             max_segments: int | None = None, sweep: str | None = None) -> RunView:
     """Create a queued run and make sure a supervisor is running to start (or submit) it."""
-    from engine.control.launcher import ensure_supervisor
-
     view = create_run(home, cfg, tags=tags, notes=notes, priority=priority, status="queued", backend=backend,
                       backend_options=backend_options, max_segments=max_segments, sweep=sweep)
     ensure_supervisor(home)
@@ -111,8 +114,6 @@ def resume_run(home: Path, run_ref: str | int) -> RunView:
     Refused for a run that is queued or running, that completed all its epochs, that has no checkpoint,
     or whose config.json no longer matches the config it was created with (fork it to change a config).
     """
-    from engine.control.launcher import ensure_supervisor
-
     run = store_runs.find_run(home, run_ref)
     if run.is_active:
         raise SubmitError(f"run {run.id} is {run.status}; only a finished run can be resumed")
@@ -124,7 +125,7 @@ def resume_run(home: Path, run_ref: str | int) -> RunView:
     if not last.is_file():
         raise SubmitError(f"run {run.id} has no checkpoint to resume from ({last} is missing); "
                           f"start a new run instead")
-    changed = _config_changes(folder / "config.json", run)
+    changed = _config_changes(folder, run)
     if changed:
         raise SubmitError(f"config.json of run {run.id} was changed since the run was created ({changed}); "
                           f"fork the run to change its config")
@@ -133,18 +134,14 @@ def resume_run(home: Path, run_ref: str | int) -> RunView:
     return view
 
 
-def _config_changes(path: Path, run: RunView) -> str:
+def _config_changes(folder: Path, run: RunView) -> str:
     """'' if config.json still holds the run's stored config, else a short description of the change."""
-    import json
-
-    try:
-        on_disk = validate_config(json.loads(path.read_text()))
-    except FileNotFoundError:
+    if not (folder / CONFIG_FILE).is_file():
         return "it is missing"
-    except (OSError, ValueError) as e:  # ConfigError and JSONDecodeError are ValueErrors
-        return f"it no longer loads: {str(e).splitlines()[0][:120]}"
-    from engine.control.config import config_diff
-
+    try:
+        on_disk = read_run_config(folder)
+    except ConfigError as e:
+        return f"it no longer loads: {str(e).splitlines()[0][:200]}"
     diff = config_diff(run.config, on_disk)
     if not diff:
         return ""
@@ -161,9 +158,6 @@ def fork_run(home: Path, run_ref: str | int, *, overrides: dict[str, Any] | None
     The parent's config plus `overrides` and `key=value` `assignments`; its folder gets
     `checkpoints/init.pt`, a copy of the parent's `checkpoints/epoch_NNN.pt` (`epoch` given) or `last.pt`.
     """
-    from engine.control.config import config_diff, resolve_config
-    from engine.control.launcher import ensure_supervisor
-
     parent = store_runs.find_run(home, run_ref)
     if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1):
         raise SubmitError(f"--epoch must be a positive integer, not {epoch!r}")
@@ -208,8 +202,6 @@ def _stage_copy(source: Path, home: Path) -> Path:
     """A private, fsynced copy of `source` in `home` (same file system as the run folders)."""
     import tempfile
 
-    from engine.control.paths import fsync_dir
-
     fd, tmp = tempfile.mkstemp(prefix=".fork-", suffix=".pt", dir=home)
     try:
         with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
@@ -244,10 +236,6 @@ def cancel_run(home: Path, run_ref: str | int) -> RunView:
     """
     import signal
     import socket
-
-    from engine.control.launcher import ensure_supervisor
-    from engine.control.procs import signal_verified
-    from engine.control.supervisor_lock import lock_is_held
 
     run = store_runs.find_run(home, run_ref)
     if run.is_terminal:

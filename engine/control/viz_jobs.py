@@ -18,22 +18,23 @@ from typing import Any
 
 from engine.control.config import RECIPES
 from engine.control.follow import log_tail, outcome
-from engine.control.paths import PathError
-from engine.control.records import read_all
+from engine.control.launcher import ensure_supervisor
+from engine.control.paths import LOG_FILE, METRICS_FILE, PathError
+from engine.control.records import ARTIFACT, END, PROGRESS, RESULT, START, read_all
+from engine.control.run_dir import write_job
 from engine.control.runs_root import ensure_run_folder
 from engine.control.submit import SubmitError
 from engine.control.viz_spec import (
     FINAL_CHECKPOINT,
-    METRICS_FILE,
     checkpoint_name,
     create_job_dir,
     make_job,
     missing_checkpoint_message,
     resolve_viz_params,
     viz_kind,
-    write_job,
 )
 from store import runs as store_runs
+from store import viz_jobs as store_viz
 from store.errors import StoreError
 from store.views import RunView, VizJobView
 
@@ -124,15 +125,13 @@ def submit_viz(home: Path, run_id: int, kind: str, *, epoch: int | None = None,
         return str(path)
 
     try:
-        view = store_runs.create_viz_job(home, run_id=run.id, kind=kind, params=params,
+        view = store_viz.create_viz_job(home, run_id=run.id, kind=kind, params=params,
                                          checkpoint=checkpoint if spec.needs_checkpoint else None,
                                          priority=priority, baseline_run_id=base.id if base else None,
                                          prepare=prepare)
     except (OSError, PathError) as e:
         raise SubmitError(f"could not create the job folder: {e}") from None
     if start_supervisor:
-        from engine.control.launcher import ensure_supervisor
-
         ensure_supervisor(home)
     return view
 
@@ -140,12 +139,10 @@ def submit_viz(home: Path, run_id: int, kind: str, *, epoch: int | None = None,
 def cancel_viz(home: Path, job_id: int) -> VizJobView:
     """Queued: cancelled at once. Running: the supervisor sends SIGTERM (SIGKILL after the grace)."""
     try:
-        view = store_runs.request_cancel_viz(home, job_id)
+        view = store_viz.request_cancel_viz(home, job_id)
     except StoreError as e:
         raise SubmitError(str(e)) from None
     if view.status == "running":
-        from engine.control.launcher import ensure_supervisor
-
         ensure_supervisor(home)
     return view
 
@@ -167,16 +164,16 @@ class VizFold:
 
     def fold(self, rec: dict[str, Any]) -> None:
         kind = rec.get("kind")
-        if kind == "progress":
+        if kind == PROGRESS:
             self._progress(rec)
-        elif kind == "artifact" and isinstance(rec.get("path"), str):
+        elif kind == ARTIFACT and isinstance(rec.get("path"), str):
             if rec["path"] not in self.outputs:
                 self.outputs.append(rec["path"])
-        elif kind == "result" and "part" not in rec:
+        elif kind == RESULT and "part" not in rec:
             self.result = rec
-        elif kind == "end":
+        elif kind == END:
             self.end = rec
-        elif kind == "start":
+        elif kind == START:
             self.message = "started"
         else:
             return
@@ -216,7 +213,7 @@ def viz_outcome(fold: VizFold, *, returncode: int | None, cancel_requested: bool
                 job_dir: Path | None) -> dict[str, Any]:
     """Terminal fields for set_viz_status: the job's own end record wins, as for training runs."""
     oc = outcome(fold.end, returncode=returncode, cancel_requested=cancel_requested, killed_by_us=killed_by_us,
-                 log_path=job_dir / "log.txt" if job_dir else None)
+                 log_path=job_dir / LOG_FILE if job_dir else None)
     seconds = fold.result.get("seconds") if fold.result else None
     if oc.status == "completed":
         message = f"completed in {seconds:.1f} s" if isinstance(seconds, (int, float)) else "completed"
@@ -236,10 +233,10 @@ def settle_viz(home: Path, job: VizJobView) -> VizJobView | None:
                          job_dir=job_dir)
     status = fields.pop("status")
     try:
-        return store_runs.set_viz_status(home, job.id, status, **fields)
+        return store_viz.set_viz_status(home, job.id, status, **fields)
     except StoreError:
         return None
 
 
 def job_log_tail(job: VizJobView, lines: int = 20) -> str:
-    return log_tail(Path(job.job_dir) / "log.txt", lines) if job.job_dir else ""
+    return log_tail(Path(job.job_dir) / LOG_FILE, lines) if job.job_dir else ""

@@ -11,12 +11,12 @@ The job contract (what a caller writes, what the worker reads) is `job.json` in 
      "baseline_run_dir": ABS | null, "baseline_checkpoint": "checkpoints/final.pt" | null}
 
 `make_job` builds it from loose input and `validate_job` checks one read back; both raise `VizSpecError`.
+The file itself is written and read by engine/control/run_dir.py (`write_job`, `read_job`).
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.control.config import DEVICE_RE, ConfigError, Field, check_field, parse_assignments, parse_value
+from engine.control.config import DEVICE_RE, Field, check_field, parse_assignments, parse_value
+from engine.control.errors import ConfigError
+from engine.control.paths import ensure_inside
 
-JOB_FILE = "job.json"
-LOG_FILE = "log.txt"
-METRICS_FILE = "metrics.jsonl"
 # The conv layers the course visualizes (002, "Synthetic Features Maximizing Features at Various Layers")
 FEATURE_LAYERS: tuple[int, ...] = (2, 3, 4, 6, 8)
 CHECKPOINT_RE = re.compile(r"^checkpoints/(final|last|epoch_\d{3,})\.pt$")
@@ -323,21 +322,6 @@ def validate_job(obj: Any) -> dict[str, Any]:
     return out
 
 
-def read_job(job_dir: Path) -> dict[str, Any]:
-    """job.json of a job folder, validated; VizSpecError names the file and the problem."""
-    path = job_dir / JOB_FILE
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise VizSpecError(f"{path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise VizSpecError(f"{path} is unreadable: {' '.join(str(e).split())[:200]}") from None
-    try:
-        return validate_job(raw)
-    except VizSpecError as e:
-        raise VizSpecError(f"{path}: {e}") from None
-
-
 def describe_kinds() -> list[dict[str, Any]]:
     """Every kind with its parameters (name, type, default, help): what `ganmgr viz --help` and the form show."""
     return [
@@ -350,21 +334,9 @@ def describe_kinds() -> list[dict[str, Any]]:
 
 def create_job_dir(run_dir: Path, job_id: int, kind: str) -> Path:
     """RUN_DIR/viz/<job_id>-<kind>/, readable by its owner only; an existing folder is an error."""
-    from engine.control.paths import ensure_inside
-
     viz = run_dir / "viz"
     viz.mkdir(mode=0o700, exist_ok=True)
     path = ensure_inside(run_dir, viz / job_dir_name(job_id, kind))
     path.mkdir(mode=0o700)
     path.chmod(0o700)  # mkdir's mode is filtered by the umask
-    return path
-
-
-def write_job(job_dir: Path, job: Mapping[str, Any]) -> Path:
-    """Validate `job` and write it as JOB_DIR/job.json (atomically, 0600)."""
-    from engine.control.paths import write_json_atomic
-
-    path = job_dir / JOB_FILE
-    write_json_atomic(path, validate_job(job))
-    path.chmod(0o600)
     return path

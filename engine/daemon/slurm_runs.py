@@ -5,9 +5,9 @@ The store and the run folders hold everything, so any supervisor beside the stor
   with cluster state SUBMITTING), its RUN_DIR/job.sbatch is written and submitted (`SlurmBackend.submit`),
   and the job id is recorded as its first segment;
 - every `slurm_poll_s` (setting, default 5 s) one `squeue` asks about every active job; scontrol and then
-  sacct answer for jobs squeue no longer lists (see engine/backends/slurm.py);
+  sacct answer for jobs squeue no longer lists (see engine/daemon/backends/slurm.py);
 - every tick the worker's metrics.jsonl (on the shared filesystem) is folded into the row exactly as for a
-  local run (`follow_metrics`/`flush_progress` in engine.daemon.loop);
+  local run (`follow_metrics`/`flush_progress` in engine/daemon/progress.py);
 - a cancel request is passed on once with scancel (the worker checkpoints on Slurm's SIGTERM);
 - a finished job either continues in a new job from checkpoints/last.pt (`resubmit_reason`: the wall-time
   warning, TIMEOUT, preemption or a node failure, up to `max_segments`) or settles the row.
@@ -21,13 +21,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.control.follow import ProgressFold, attempt_end, line_end_offset, log_tail, outcome
-from engine.control.paths import PathError
-from engine.control.records import MetricsTail
+from engine.control.errors import BackendError
+from engine.control.follow import ProgressFold, log_tail, outcome
+from engine.control.paths import LOG_FILE, METRICS_FILE, PathError
+from engine.control.records import MetricsTail, attempt_end, line_end_offset
 from engine.control.runs_root import ensure_run_folder, runs_root
-from engine.daemon.backends.base import Backend, BackendError, ClusterState, resubmit_reason
+from engine.daemon.backends.base import Backend, ClusterState, resubmit_reason
 from engine.daemon.backends.slurm import SlurmBackend
-from engine.daemon.loop import FLUSH_S, drain_metrics, flush_progress, follow_metrics, log
+from engine.daemon.log import log
+from engine.daemon.progress import (
+    FLUSH_S,
+    drain_metrics,
+    fail_unstarted,
+    flush_progress,
+    follow_metrics,
+    record_end,
+    row_to_settle,
+)
 from store import runs as store_runs
 from store.errors import StoreError
 from store.views import RunView
@@ -144,7 +154,7 @@ class SlurmJobs:
     def _track(self, run: RunView, job_id: str, raw_id: str | None, offset: int, since: float | None) -> ClusterRun:
         run_dir = Path(run.run_dir or "")
         return ClusterRun(run_id=run.id, run_dir=run_dir, job_id=job_id, raw_id=raw_id,
-                          tail=MetricsTail(run_dir / "metrics.jsonl", offset=offset),
+                          tail=MetricsTail(run_dir / METRICS_FILE, offset=offset),
                           fold=ProgressFold(since=since), cluster_state=run.cluster_state,
                           cluster_reason=run.cluster_reason)
 
@@ -153,18 +163,18 @@ class SlurmJobs:
         try:
             return ensure_run_folder(self.home, Path(run.run_dir or ""))
         except (PathError, OSError) as e:
-            self._fail(run.id, f"its folder cannot be used: {e}" if run.run_dir else "the run has no folder")
+            fail_unstarted(self.home, run.id, f"its folder cannot be used: {e}" if run.run_dir else "the run has no folder")
             return None
 
     def submit(self, run: RunView) -> None:
         run_dir = self._folder(run)
         if run_dir is None:
             return
-        offset = line_end_offset(run_dir / "metrics.jsonl")
+        offset = line_end_offset(run_dir / METRICS_FILE)
         try:
             job = self.backend.submit(run_dir, run.backend_options or None)
         except BackendError as e:
-            self._fail(run.id, f"could not submit to Slurm: {e}")
+            fail_unstarted(self.home, run.id, f"could not submit to Slurm: {e}")
             return
         try:
             view = store_runs.record_submission(self.home, run.id, job,
@@ -192,13 +202,13 @@ class SlurmJobs:
         dirs = [d for _, d in folders if d is not None]
         if not runs:
             return
-        offsets = [line_end_offset(d / "metrics.jsonl") for d in dirs]
+        offsets = [line_end_offset(d / METRICS_FILE) for d in dirs]
         array_dir = runs_root(self.home) / "arrays" / f"{first.sweep}-{first.id}"  # compute nodes read it
         try:
             jobs = self.backend.submit_array(dirs, first.backend_options or None, array_dir=array_dir)
         except BackendError as e:
             for r in runs:
-                self._fail(r.id, f"could not submit the sweep's array to Slurm: {e}")
+                fail_unstarted(self.home, r.id, f"could not submit the sweep's array to Slurm: {e}")
             return
         for run, job, offset in zip(runs, jobs, offsets, strict=True):
             try:
@@ -283,12 +293,10 @@ class SlurmJobs:
         drain_metrics(self.home, cr.run_id, cr.tail, cr.fold)
         flush_progress(self.home, cr.run_id, cr.tail, cr.fold)
         del self.runs[cr.run_id]
-        row = store_runs.get_run(self.home, cr.run_id)
-        if row is None or row.status != "running":
-            log(f"run {cr.run_id}: Slurm job {cr.job_id} ended; row already "
-                f"{'deleted' if row is None else row.status}")
+        row = row_to_settle(self.home, cr.run_id, f"Slurm job {cr.job_id} ended")
+        if row is None:
             return
-        metrics = cr.run_dir / "metrics.jsonl"
+        metrics = cr.run_dir / METRICS_FILE
         end = cr.fold.end or attempt_end(metrics, row.segment_started_at)
         end_status = end.get("status") if end else None
         outside = state.status == "cancelled" and not row.cancel_requested  # an scancel not from ganmgr
@@ -334,7 +342,7 @@ class SlurmJobs:
 
     def settle(self, cr: ClusterRun, row: RunView, state: ClusterState, end: dict[str, Any] | None,
                limit: int, refused: str | None = None) -> None:
-        log_path = cr.run_dir / "log.txt"
+        log_path = cr.run_dir / LOG_FILE
         cancel = row.cancel_requested
         extra = {"cluster_state": state.cluster_state or None, "cluster_reason": state.reason}
         if end is not None and end.get("status") == "cancelled" and not cancel and state.status == "cancelled":
@@ -365,21 +373,8 @@ class SlurmJobs:
                     log_tail(log_path)
                 message = f"lost: {error.splitlines()[0]}"
             fields = {"error": error, "exit_code": state.exit_code, "signal": state.signal}
-        try:
-            store_runs.set_status(self.home, row.id, status, message=message, **fields, **extra)
-        except StoreError as e:
-            log(f"run {row.id}: status not recorded: {e}")
-            return
-        log(f"run {row.id}: {message.splitlines()[0]} (Slurm job {cr.job_id}: {state.cluster_state})")
-
-    def _fail(self, run_id: int, why: str) -> bool:
-        """Mark a run failed before it ever ran (returns False, for use in filters)."""
-        log(f"run {run_id}: {why}")
-        try:
-            store_runs.set_status(self.home, run_id, "failed", message=f"failed: {why}", error=why)
-        except StoreError:
-            pass
-        return False
+        record_end(self.home, row.id, status, message, f"Slurm job {cr.job_id}: {state.cluster_state}",
+                   **fields, **extra)
 
     def stop_tracking(self) -> None:
         for cr in self.runs.values():

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from engine.control.config import recipe_spec
+from engine.control.follow import ProgressFold, outcome
 from engine.control.launcher import spawn_worker
 from engine.control.procs import process_start_token
-from engine.control.reconcile import record_artifact_records
+from engine.control.reconcile import record_artifacts
 from engine.control.records import MetricsTail
 from engine.control.submit import create_run
 from store import runs as store_runs
@@ -30,55 +32,49 @@ from store.errors import StoreError
 from tui.charts.series import DECLARED_EPOCH_METRICS
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
-PROGRESS_FIELDS = ("epoch", "step", "progress", "last_test_acc", "best_test_acc", "last_train_acc",
-                   "images_per_s", "last_metrics_json", "metrics_offset")
 
+@dataclass
+class HeadlessView:
+    """The progress bar's and the closing table's view of a run. The row's fields and the end record come
+    from ProgressFold (the supervisor's own fold), so a headless run records exactly what a queued one does;
+    this only keeps what the display needs beside them."""
 
-class RunFollower:
-    """Folds metrics records into row fields and the progress display's state."""
+    loss_names: tuple[str, ...]
+    fold: ProgressFold = field(default_factory=ProgressFold)
+    start_step: int = 0
+    epoch_rows: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)
 
-    def __init__(self, spec_loss_names: tuple[str, ...]):
-        self.loss_names = spec_loss_names
-        self.fields: dict[str, Any] = {"epoch": 0, "step": 0, "progress": 0.0}
-        self.epochs = 0
-        self.steps_per_epoch = 0
-        self.start_step = 0
-        self.latest: dict[str, float] = {}
-        self.end: dict[str, Any] | None = None
-        self.best: float | None = None
-        self.epoch_rows: list[dict[str, Any]] = []
-        self.artifacts: list[dict[str, Any]] = []
-
-    def fold(self, rec: dict[str, Any]) -> None:
+    def add(self, rec: dict[str, Any]) -> None:
         kind = rec.get("kind")
-        if kind == "start":
-            self.epochs = int(rec.get("epochs") or 0)
-            self.steps_per_epoch = int(rec.get("steps_per_epoch") or 0)
-            self.start_step = int(rec.get("step") or 0)
-            self.fields.update(epoch=int(rec.get("epoch") or 0), step=self.start_step)
-        elif kind == "train":
-            self.latest = {k: v for k, v in rec.items() if k not in ("kind", "epoch", "step")}
-            self.fields["step"] = rec.get("step", self.fields["step"])
-            self.fields["last_metrics_json"] = self.latest
+        if kind == "start" and isinstance(rec.get("step"), int):
+            self.start_step = rec["step"]
         elif kind == "epoch":
             self.epoch_rows.append(rec)
-            acc = rec.get("test_acc")
-            if isinstance(acc, (int, float)):
-                self.best = acc if self.best is None else max(self.best, acc)
-            self.fields.update(epoch=rec["epoch"], step=rec.get("step", self.fields["step"]),
-                               last_test_acc=acc, best_test_acc=self.best,
-                               last_train_acc=rec.get("train_acc"), images_per_s=rec.get("images_per_s"))
-        elif kind == "artifact":
-            self.artifacts.append(rec)
-        elif kind == "end":
-            self.end = rec
-        total = self.epochs * self.steps_per_epoch
-        if total:
-            self.fields["progress"] = min(1.0, self.fields["step"] / total)
+        elif kind == "artifact" and rec.get("what") == "samples" and isinstance(rec.get("path"), str):
+            self.samples.append(rec["path"])
+        self.fold.fold(rec)
+
+    @property
+    def epochs(self) -> int:
+        return self.fold.epochs
+
+    @property
+    def step(self) -> int:
+        return int(self.fold.fields.get("step") or 0)
+
+    @property
+    def epoch(self) -> int:
+        return int(self.fold.fields.get("epoch") or 0)
+
+    def best_test_acc(self) -> float | None:
+        accs = [r["test_acc"] for r in self.epoch_rows if isinstance(r.get("test_acc"), (int, float))]
+        return max(accs) if accs else None
 
     def loss_text(self) -> str:
-        parts = [f"{k} {self.latest[k]:.3f}" for k in (*self.loss_names, "acc") if
-                 isinstance(self.latest.get(k), (int, float))]
+        latest = self.fold.fields.get("last_metrics") or {}
+        parts = [f"{k} {latest[k]:.3f}" for k in (*self.loss_names, "acc") if
+                 isinstance(latest.get(k), (int, float))]
         return "  ".join(parts)
 
 
@@ -111,7 +107,7 @@ def run_headless(home: Path, cfg: dict[str, Any], *, tags: list[str], notes: str
                 pass
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    follower = RunFollower(spec.loss_metrics)
+    follower = HeadlessView(spec.loss_metrics, ProgressFold(since=view.started_at))
     tail = MetricsTail(run_dir / "metrics.jsonl")
     try:
         follow(console, proc, tail, follower, home, view.id)
@@ -121,7 +117,7 @@ def run_headless(home: Path, cfg: dict[str, Any], *, tags: list[str], notes: str
     return finish(console, home, view, proc, follower, tail, run_dir, interrupted=interrupts > 0)
 
 
-def follow(console: Console, proc, tail: MetricsTail, follower: RunFollower, home: Path, run_id: int) -> None:
+def follow(console: Console, proc, tail: MetricsTail, follower: HeadlessView, home: Path, run_id: int) -> None:
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[speed]}"), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
                         console=console, transient=False)
@@ -135,24 +131,24 @@ def follow(console: Console, proc, tail: MetricsTail, follower: RunFollower, hom
         while True:
             done = proc.poll() is not None
             for rec in tail.read_new():
-                follower.fold(rec)
+                follower.add(rec)
                 if not live and rec.get("kind") == "epoch":
                     console.print(epoch_line(rec, follower.epochs, follower.loss_text()))
-            total = follower.epochs * follower.steps_per_epoch
-            step = follower.fields["step"]
+            total = follower.epochs * follower.fold.steps_per_epoch
+            step = follower.step
             elapsed = time.monotonic() - t0
             done_steps = step - follower.start_step
             speed = f"{done_steps / elapsed:.1f} it/s" if elapsed > 0 and done_steps else ""
             progress.update(task, total=total or None, completed=step, speed=speed, losses=follower.loss_text(),
-                            description=f"epoch {min(follower.fields['epoch'] + 1, follower.epochs or 1)}"
+                            description=f"epoch {min(follower.epoch + 1, follower.epochs or 1)}"
                                         f"/{follower.epochs or '?'}")
             now = time.monotonic()
             if now - last_store > 1.0 or done:
-                store_runs.update_progress(home, run_id, **_row_fields(follower, tail))
+                _record_progress(home, run_id, follower, tail)
                 last_store = now
             if done:
                 for rec in tail.read_new():
-                    follower.fold(rec)
+                    follower.add(rec)
                 break
             time.sleep(0.2)
     finally:
@@ -160,42 +156,29 @@ def follow(console: Console, proc, tail: MetricsTail, follower: RunFollower, hom
             live.stop()
 
 
-def _row_fields(follower: RunFollower, tail: MetricsTail) -> dict[str, Any]:
-    import json
-
-    f = dict(follower.fields)
-    if "last_metrics_json" in f and not isinstance(f["last_metrics_json"], str):
-        f["last_metrics_json"] = json.dumps(f["last_metrics_json"])
-    f["metrics_offset"] = tail.offset
-    return {k: v for k, v in f.items() if k in PROGRESS_FIELDS}
+def _record_progress(home: Path, run_id: int, follower: HeadlessView, tail: MetricsTail) -> None:
+    """The folded progress, the byte offset and new artifacts into the row, as the supervisor records them."""
+    store_runs.update_progress(home, run_id, **follower.fold.fields, metrics_offset=tail.offset)
+    record_artifacts(home, run_id, follower.fold)
 
 
-def finish(console: Console, home: Path, view, proc, follower: RunFollower, tail: MetricsTail, run_dir: Path,
+def finish(console: Console, home: Path, view, proc, follower: HeadlessView, tail: MetricsTail, run_dir: Path,
            *, interrupted: bool) -> int:
     rc = proc.wait()
-    store_runs.update_progress(home, view.id, **_row_fields(follower, tail))
-    record_artifact_records(home, view.id, follower.artifacts)
-    end = follower.end
-    sig = -rc if rc < 0 else None
-    if end is not None:
-        status = end.get("status", "failed")
-        error = end.get("error")
-    elif sig:
-        status, error = "killed", f"worker killed by signal {sig}"
-    else:
-        status, error = "lost", f"worker exited with code {rc} without an end record"
-    if status == "failed":
-        error = (error or "") + _log_tail(run_dir / "log.txt")
+    _record_progress(home, view.id, follower, tail)
+    oc = outcome(follower.fold.end, returncode=rc, cancel_requested=False, killed_by_us=False,
+                 log_path=run_dir / "log.txt")
+    status, error = oc.status, oc.error
     try:
-        store_runs.set_status(home, view.id, status, message=error, error=error,
-                              exit_code=rc if rc >= 0 else None, signal=sig)
+        store_runs.set_status(home, view.id, status, message=oc.message, **oc.fields())
     except StoreError:  # another command's reconcile settled the row between the worker's exit and now
         pass
     table = Table(title=f"run {view.id} {view.name}: {status}", show_header=False)
-    table.add_row("epochs", f"{follower.fields['epoch']}/{follower.epochs}")
-    if follower.best is not None:
-        table.add_row("test accuracy", f"last {follower.fields.get('last_test_acc', 0):.2f}%  "
-                                       f"best {follower.best:.2f}%")
+    table.add_row("epochs", f"{follower.epoch}/{follower.epochs}")
+    best = follower.best_test_acc()
+    if best is not None:
+        table.add_row("test accuracy", f"last {follower.fold.fields.get('last_test_acc', 0):.2f}%  "
+                                       f"best {best:.2f}%")
     if follower.epoch_rows:
         last = follower.epoch_rows[-1]
         for key in DECLARED_EPOCH_METRICS:  # the mode-collapse signal of the last epoch
@@ -203,9 +186,8 @@ def finish(console: Console, home: Path, view, proc, follower: RunFollower, tail
                 table.add_row(key, f"{last[key]:.3f} (epoch {last.get('epoch')})")
         ips = [r.get("images_per_s") or 0 for r in follower.epoch_rows]
         table.add_row("images/s", f"{sum(ips) / len(ips):.1f} (mean over epochs)")
-    samples = [a["path"] for a in follower.artifacts if a.get("what") == "samples"]
-    if samples:
-        table.add_row("last samples", str(run_dir / samples[-1]))
+    if follower.samples:
+        table.add_row("last samples", str(run_dir / follower.samples[-1]))
     table.add_row("folder", str(run_dir))
     if error:
         table.add_row("error", error.strip().splitlines()[0][:300])
@@ -232,11 +214,3 @@ def epoch_line(rec: dict[str, Any], epochs: int | None, losses: str) -> str:
         bits.append(losses)
     return "  ".join(bits)
 
-
-def _log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return ""
-    tail = [ln for ln in text[-lines:] if ln.strip()]
-    return ("\n" + "\n".join(tail)) if tail else ""

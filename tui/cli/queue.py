@@ -1,7 +1,7 @@
-"""The bodies of the `ganmgr` subcommands (the parser and the error handling live in tui/cli.py).
+"""The queue's everyday commands: `ls`, `show`, `logs`, `cancel`, `resume`, `fork`, `tag`, `note`, `rm`, `recipes`.
 
-Each command reconciles first (see `dispatch`), reads and writes the store through `store.runs` and
-`engine.control.submit`, and prints plain text meant for a terminal or a pipe.
+Each reads and writes the store through `store` and `engine.control.submit` and prints plain text meant
+for a terminal or a pipe.
 """
 
 from __future__ import annotations
@@ -20,206 +20,33 @@ from engine.control.config import RECIPES
 from engine.control.paths import PathError
 from engine.control.runs_root import ensure_run_folder
 from store import runs as store_runs
+from store import settings as store_settings
+from store import viz_jobs as store_viz
+from store.checks import check_note, normalize_tags
 from store.db import db_path
+from store.lifecycle import STATUSES
 from store.views import RunView
-from tui.cli.main import (
+from tui.cli.args import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     CliError,
-    config_from_args,
+    _int,
+    epoch_number,
+    priority,
+    run_ref,
     shown,
-    validate_note,
-    validate_tags,
 )
+from tui.cli.lookup import find
+from tui.present import backend_lines, job_summary, run_status_word
 
 FOLLOW_POLL_S = 0.25
-
-
-def dispatch(args: argparse.Namespace, home: Path) -> int:
-    from engine.control.reconcile import reconcile_and_ensure_supervisor
-
-    if db_path(home).exists():
-        reconcile_and_ensure_supervisor(home)
-    handler = COMMANDS[args.command]
-    return handler(args, home)
-
-
-def find(home: Path, ref: str) -> RunView:
-    """The run `ref` names; an empty or missing store is 'no run', and is not created by asking."""
-    if not db_path(home).exists():
-        raise CliError(f"no run {shown(ref)}: there is no store at {home}")
-    return store_runs.find_run(home, ref)
-
-
-# ----------------------------------------------------------------------------------------------- run
-
-
-def backend_from_args(args: argparse.Namespace, home: Path) -> tuple[str, dict[str, Any] | None, int | None]:
-    """(backend, its options as stored, max_segments) from `run`'s flags over the store's settings; every
-    Slurm option is validated here, before anything is created (BackendError -> one-line CliError)."""
-    from tui.cli.main import SLURM_FLAGS
-
-    settings = store_runs.get_settings(home) if db_path(home).exists() else {}
-    # --headless trains here: the store's default backend does not apply to it (an explicit one still does)
-    backend = args.backend or ("local" if getattr(args, "headless", False) else settings.get("backend")) or "local"
-    given = {flag: getattr(args, flag.replace("-", "_")) for flag, _, _ in SLURM_FLAGS}
-    given = {k: v for k, v in given.items() if v is not None}
-    if args.max_segments is not None:
-        given["max-segments"] = args.max_segments
-    if backend != "slurm":
-        if given:
-            raise CliError(f"--{next(iter(given))} applies to the slurm backend; add --backend slurm")
-        return backend, None, None
-    options, max_segments = slurm_options_from(settings.get("slurm_options") or {}, given)
-    return backend, options, max_segments
-
-
-def slurm_options_from(defaults: Any, given: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
-    """(the Slurm options as stored, max_segments): `given` (flag name -> value: `run`'s flags, or the
-    TUI form's fields, the same names) over `defaults` (the store's `slurm_options`), validated whole by
-    SlurmOptions.coerce. Shared by `ganmgr run`/`sweep` and the TUI's new-run form, so both accept and
-    refuse exactly the same things; a refusal is a one-line CliError naming the flag or option."""
-    from dataclasses import asdict
-
-    from engine.daemon.backends.base import BackendError
-    from engine.daemon.backends.slurm import SlurmOptions
-
-    max_segments = given.get("max-segments")
-    if max_segments is not None:
-        if not isinstance(max_segments, int):
-            try:
-                max_segments = int(str(max_segments).strip())
-            except ValueError:
-                raise CliError(f"--max-segments {shown(str(max_segments))} must be a whole number") from None
-        if not 1 <= max_segments <= 1000:
-            raise CliError(f"--max-segments {max_segments} must be from 1 to 1000")
-    options = dict(defaults or {})
-    for flag, value in given.items():
-        if flag == "max-segments":
-            continue
-        options[{"grace": "grace_s", "extra-sbatch": "extra"}.get(flag, flag.replace("-", "_"))] = value
-    try:
-        opts = SlurmOptions.coerce(options)
-    except BackendError as e:
-        raise CliError(str(e)) from None
-    stored = {k: v for k, v in asdict(opts).items() if v is not None}
-    stored["extra"] = list(opts.extra)
-    return stored, max_segments
-
-
-def cmd_run(args: argparse.Namespace, home: Path) -> int:
-    cfg = config_from_args(args)
-    tags = validate_tags(args.tags)
-    notes = validate_note(args.note)
-    backend, options, max_segments = backend_from_args(args, home)
-    if args.headless and backend != "local":
-        raise CliError("--headless trains here; it cannot run on the slurm backend (drop one of them)")
-    if args.headless:
-        queue_only = [flag for flag, value in (("--priority", args.priority),
-                                               ("--max-concurrent", args.max_concurrent),
-                                               ("--gpus", args.gpus), ("--quiet", args.quiet or None))
-                      if value is not None]
-        if queue_only:
-            raise CliError(f"{queue_only[0]} applies to queued runs; drop it or drop --headless")
-        from tui.cli.headless import run_headless
-
-        return run_headless(home, cfg, tags=tags, notes=notes)
-    from engine.control.datasets import check_dataset_available
-    from engine.control.submit import enqueue
-
-    check_dataset_available(cfg)  # before the settings change: bad input changes nothing
-    if args.max_concurrent is not None:
-        store_runs.set_setting(home, "max_concurrent", args.max_concurrent)
-    if args.gpus is not None:
-        store_runs.set_setting(home, "gpus", args.gpus)
-    view = enqueue(home, cfg, tags=tags, notes=notes, priority=args.priority or 0, backend=backend,
-                   backend_options=options, max_segments=max_segments)
-    if args.quiet:
-        print(view.id)
-        return EXIT_OK
-    queue = [r.id for r in store_runs.queued_in_order(home)]
-    where = f"position {queue.index(view.id) + 1} of {len(queue)} in the queue" if view.id in queue else "started"
-    if backend == "slurm":
-        where = "the supervisor submits it to Slurm with sbatch"
-    print(f"run {view.id} queued: {view.name} ({where})")
-    print(f"  folder {view.run_dir}")
-    print(f"  follow it with: ganmgr logs -f {view.id}   (or ganmgr ls)")
-    return EXIT_OK
-
-
-# --------------------------------------------------------------------------------------------- sweep
-
-
-def cmd_sweep(args: argparse.Namespace, home: Path) -> int:
-    """A grid of queued runs (engine/control/sweep.py); every point is validated before any run exists."""
-    from engine.control.datasets import check_dataset_available
-    from engine.control.launcher import ensure_supervisor
-    from engine.control.submit import create_run
-    from engine.control.sweep import expand_sweep
-    from tui.cli.main import FLAG_FIELDS, read_config_file
-
-    base: dict[str, Any] = {}
-    if args.config_file:
-        data = read_config_file(args.config_file)
-        base.update({k: v for k, v in data.items() if k not in ("recipe", "name")})
-    for attr, key in FLAG_FIELDS.items():
-        value = getattr(args, attr, None)
-        if value is not None and key != "name":
-            base[key] = value
-    if not args.assignments:
-        raise CliError("a sweep needs at least one --set KEY=V1,V2")
-    sweep = expand_sweep(args.recipe, args.assignments, base=base, name=args.name)
-    tags = validate_tags([*sweep.tags, *args.tags])
-    notes = validate_note(args.note)
-    backend, options, max_segments = backend_from_args(args, home)
-    if args.max_parallel is not None:
-        if backend != "slurm":
-            raise CliError("--max-parallel throttles a Slurm job array; locally use settings --max-concurrent")
-        options, _ = slurm_options_from(options, {"max_parallel": args.max_parallel})
-    for dataset in sorted({p.config["dataset"] for p in sweep.points}):
-        check_dataset_available(next(p.config for p in sweep.points if p.config["dataset"] == dataset))
-    if args.dry_run:
-        print(sweep.summary())
-        for point in sweep.points:
-            print(f"  {point.name}  {point.label()}")
-        return EXIT_OK
-    if db_path(home).exists() and store_runs.list_runs(home, sweep=sweep.name):
-        raise CliError(f"a sweep named {shown(sweep.name)} exists already; pick another --name")
-    views = []
-    held = backend == "slurm"  # held until the last row exists: a running supervisor submits ONE array
-    try:
-        for point in sweep.points:
-            note = point.label() + (f"\n{notes}" if notes else "")
-            views.append(create_run(home, point.config, tags=tags, notes=note, priority=args.priority or 0,
-                                    status="queued", backend=backend, backend_options=options,
-                                    max_segments=max_segments, sweep=sweep.name, held=held))
-    except BaseException:
-        from engine.control.submit import cancel_run
-
-        for view in views:  # not a part of the sweep: none of it (the rows stay, cancelled, to say so)
-            cancel_run(home, view.id)
-        raise
-    if held:
-        store_runs.release_sweep(home, sweep.name)
-    ensure_supervisor(home)
-    if args.quiet:
-        print(" ".join(str(v.id) for v in views))
-        return EXIT_OK
-    print(sweep.summary())
-    where = "one Slurm job array" if backend == "slurm" else "the local queue"
-    print(f"{len(views)} runs queued ({where}): ids {views[0].id}-{views[-1].id}, tag {sweep.tag}")
-    print(f"  follow them with: ganmgr ls --sweep {sweep.name}")
-    return EXIT_OK
-
-
-# ------------------------------------------------------------------------------------------------ ls
 
 
 def cmd_ls(args: argparse.Namespace, home: Path) -> int:
     if args.limit is not None and args.limit < 1:
         raise CliError(f"--limit {args.limit} must be 1 or more")
     if args.tag is not None:
-        validate_tags([args.tag])
+        normalize_tags([args.tag])
     runs: list[RunView] = []
     if db_path(home).exists():
         runs = store_runs.list_runs(home, status=args.status, recipe=args.recipe, tag=args.tag,
@@ -234,7 +61,7 @@ def cmd_ls(args: argparse.Namespace, home: Path) -> int:
         return EXIT_OK
     now = time.time()
     header = ("ID", "NAME", "RECIPE", "DATASET", "STATUS", "PROG", "EPOCH", "TEST ACC", "IMG/S", "AGE")
-    rows = [(str(r.id), _cut(r.name, 28), r.recipe, _cut(_short_dataset(r.dataset), 18), _status_text(r),
+    rows = [(str(r.id), _cut(r.name, 28), r.recipe, _cut(_short_dataset(r.dataset), 18), run_status_word(r),
              f"{r.progress * 100:.0f}%", f"{r.epoch}/{r.epochs}", _acc_text(r),
              f"{r.images_per_s:.0f}" if r.images_per_s else "-", _age(now - r.created_at)) for r in runs]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
@@ -258,36 +85,6 @@ def _finite(v: Any) -> Any:
     if isinstance(v, list):
         return [_finite(x) for x in v]
     return v
-
-
-def _status_text(r: RunView) -> str:
-    if r.status == "running" and r.cancel_requested:
-        return "cancelling"
-    if r.status == "running" and r.backend == "slurm" and r.cluster_state in ("SUBMITTING", "PENDING"):
-        return "pending"  # submitted, waiting for Slurm to start it
-    return r.status
-
-
-def _backend_lines(run: RunView, store_max_segments: int | None = None) -> list[tuple[str, str]]:
-    """`show`: where a cluster run runs, its options, its current job and state, and its segments."""
-    if run.backend == "local":
-        return [("backend", "local")]
-    opts = dict(run.backend_options)
-    extra = opts.pop("extra", None) or []
-    words = "  ".join(f"{k}={v}" for k, v in opts.items()) + ("  extra=" + " ".join(extra) if extra else "")
-    out = [("backend", f"{run.backend}    {words}".rstrip())]
-    if run.cluster_job_id:
-        state = run.cluster_state or "?"
-        if run.cluster_reason and run.cluster_reason not in ("None", "(null)"):
-            state += f" ({run.cluster_reason})"
-        out.append(("cluster job", f"{run.cluster_job_id}    {state}"))
-    limit: Any = run.max_segments
-    if limit is None:
-        limit = f"{store_max_segments or 20} (the store's max_segments)"
-    out.append(("segments", f"{run.segments} of at most {limit}    (each listed in the history)"))
-    if run.sweep:
-        out.append(("sweep", run.sweep))
-    return out
 
 
 def _acc_text(r: RunView) -> str:
@@ -317,21 +114,18 @@ def _when(t: float | None) -> str:
     return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
 
-# ---------------------------------------------------------------------------------------------- show
-
-
 def cmd_show(args: argparse.Namespace, home: Path) -> int:
     run = find(home, args.run)
     events = store_runs.list_events(home, run.id)
     artifacts = store_runs.list_artifacts(home, run.id)
-    jobs = store_runs.list_viz_jobs(home, run_id=run.id)
+    jobs = store_viz.list_viz_jobs(home, run_id=run.id)
     if args.json:
         print(json.dumps(_finite({"run": run.to_dict(), "events": [e.to_dict() for e in events],
                                   "artifacts": [a.to_dict() for a in artifacts],
                                   "viz_jobs": [j.to_dict() for j in jobs]}), allow_nan=False))
         return EXIT_OK
     out: list[tuple[str, str]] = []
-    status = _status_text(run)
+    status = run_status_word(run)
     print(f"run {run.id}  {run.name}  [{status}]")
     out.append(("recipe", f"{run.recipe}    dataset {run.dataset}"))
     dur = run.duration_s
@@ -349,7 +143,7 @@ def cmd_show(args: argparse.Namespace, home: Path) -> int:
     if run.exit_code is not None or run.signal is not None:
         out.append(("exit", f"code {run.exit_code}" if run.signal is None else f"signal {run.signal}"))
     out.append(("queue", f"priority {run.priority}    managed by {run.managed_by}"))
-    out.extend(_backend_lines(run, store_runs.get_settings(home).get("max_segments")))
+    out.extend(backend_lines(run, store_settings.get_settings(home).get("max_segments")))
     if run.parent_id is not None:
         out.append(("parent", f"run {run.parent_id} ({run.parent_relation} at epoch {run.parent_epoch})"))
     out.append(("git", run.git_commit or "-"))
@@ -374,8 +168,6 @@ def cmd_show(args: argparse.Namespace, home: Path) -> int:
         for line in run.error.strip().splitlines()[-25:]:
             print(f"    {line}")
     if jobs:
-        from tui.cli.viz import job_summary
-
         print("  viz jobs")
         for j in jobs:
             print(f"    #{j.id:<4} {j.kind:<13}{j.status:<11}{job_summary(j)}")
@@ -394,9 +186,6 @@ def _num(v: Any, digits: int = 2) -> str:
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-
-# ---------------------------------------------------------------------------------------------- logs
 
 
 def cmd_logs(args: argparse.Namespace, home: Path) -> int:
@@ -472,9 +261,6 @@ def _copy_new(path: Path, pos: int, out: Any) -> int:
     return pos
 
 
-# ----------------------------------------------------------------------------- cancel, resume, fork
-
-
 def cmd_cancel(args: argparse.Namespace, home: Path) -> int:
     from engine.control.submit import cancel_grace_s, cancel_run
 
@@ -493,7 +279,7 @@ def cmd_cancel(args: argparse.Namespace, home: Path) -> int:
         print(f"run {view.id}: cancel requested; scancel {job}: a running worker finishes its step, "
               f"checkpoints and stops (SIGKILL after the cluster's KillWait)")
     else:
-        grace = cancel_grace_s(store_runs.get_settings(home))
+        grace = cancel_grace_s(store_settings.get_settings(home))
         print(f"run {view.id}: cancel requested; the worker finishes its step, checkpoints and stops "
               f"(SIGKILL after {grace:g} s)")
     return EXIT_OK
@@ -527,8 +313,8 @@ def cmd_resume(args: argparse.Namespace, home: Path) -> int:
 def cmd_fork(args: argparse.Namespace, home: Path) -> int:
     from engine.control.submit import fork_run
 
-    tags = validate_tags(args.tags)
-    notes = validate_note(args.note)
+    tags = list(normalize_tags(args.tags))
+    notes = check_note(args.note, "--note")
     parent = find(home, args.run)
     view = fork_run(home, parent.id, assignments=args.assignments, epoch=args.epoch, name=args.name,
                     tags=tags, notes=notes, priority=args.priority)
@@ -545,11 +331,8 @@ def cmd_fork(args: argparse.Namespace, home: Path) -> int:
     return EXIT_OK
 
 
-# ------------------------------------------------------------------------------- tag, note, rm
-
-
 def cmd_tag(args: argparse.Namespace, home: Path) -> int:
-    tags = validate_tags(args.tags)
+    tags = list(normalize_tags(args.tags))
     run = find(home, args.run)
     view = (store_runs.remove_tags if args.remove else store_runs.add_tags)(home, run.id, tags)
     print(f"run {view.id} tags: {', '.join(view.tags) if view.tags else '(none)'}")
@@ -557,11 +340,11 @@ def cmd_tag(args: argparse.Namespace, home: Path) -> int:
 
 
 def cmd_note(args: argparse.Namespace, home: Path) -> int:
-    text = validate_note(args.text, "the note")
+    text = check_note(args.text)
     run = find(home, args.run)
     if args.append and run.notes:
         text = run.notes.rstrip("\n") + "\n" + text
-    validate_note(text, "the note")
+    check_note(text)
     store_runs.set_notes(home, run.id, text)
     print(f"run {run.id} note {'appended' if args.append else 'set'}")
     return EXIT_OK
@@ -601,115 +384,6 @@ def cmd_rm(args: argparse.Namespace, home: Path) -> int:
     return EXIT_OK
 
 
-# ---------------------------------------------------------------------------------------- settings
-
-
-def cmd_settings(args: argparse.Namespace, home: Path) -> int:
-    from engine.control.submit import cancel_grace_s
-
-    changes = {k: v for k, v in (("max_concurrent", args.max_concurrent), ("gpus", args.gpus),
-                                 ("cancel_grace_s", args.cancel_grace),
-                                 ("viz_max_concurrent", args.viz_max_concurrent), ("backend", args.backend),
-                                 ("max_segments", args.max_segments), ("slurm_poll_s", args.slurm_poll))
-               if v is not None}
-    if args.slurm_defaults:
-        changes["slurm_options"] = _slurm_defaults(home, args.slurm_defaults)
-    if args.runs_root is not None:
-        changes["runs_root"] = _runs_root_setting(home, args.runs_root)
-        from engine.control.runs_root import known_roots
-
-        used = [str(r) for r in known_roots(home)[1:]]  # the folders made under an older root stay valid
-        changes["runs_roots_used"] = sorted({*used, *([changes["runs_root"]] if changes["runs_root"] else [])})
-    for key, value in changes.items():
-        store_runs.set_setting(home, key, value)
-    if db_path(home).exists():
-        settings = store_runs.get_settings(home)
-    else:
-        settings = json.loads(json.dumps(store_runs.DEFAULT_SETTINGS))
-    settings["cancel_grace_s"] = cancel_grace_s(settings)
-    if args.json:
-        print(json.dumps(settings, allow_nan=False, sort_keys=True))
-        return EXIT_OK
-    print(f"max_concurrent  {settings['max_concurrent']}    runs the supervisor keeps going at once")
-    gpus = ",".join(str(g) for g in settings.get("gpus") or []) or "none"
-    print(f"gpus            {gpus:<4}    handed out through CUDA_VISIBLE_DEVICES ('none': not assigned)")
-    print(f"cancel_grace_s  {settings['cancel_grace_s']:<4g}    seconds from SIGTERM to SIGKILL on cancel")
-    viz_slots = settings.get("viz_max_concurrent", 1)
-    print(f"viz_max_concurrent {viz_slots:<4} visualization jobs the supervisor runs at once")
-    print(f"runs_root       {settings.get('runs_root') or home}    where new run folders go")
-    print(f"backend         {settings.get('backend', 'local'):<6}  where new runs run (local, slurm)")
-    slurm = settings.get("slurm_options") or {}
-    if slurm or settings.get("backend") == "slurm":
-        words = "  ".join(f"{k}={v}" for k, v in slurm.items()) or "none"
-        print(f"slurm_options   {words}")
-        print(f"max_segments    {settings.get('max_segments', 20):<6}  jobs a run may span (wall-time limits)")
-        print(f"slurm_poll_s    {settings.get('slurm_poll_s', 5):<6g}  seconds between squeue polls")
-    if changes:
-        from engine.control.launcher import ensure_supervisor
-        from engine.control.reconcile import supervisor_work_pending
-
-        if supervisor_work_pending(home):
-            ensure_supervisor(home)  # a raised max_concurrent takes effect on its next tick
-    return EXIT_OK
-
-
-def _runs_root_setting(home: Path, text: str) -> str | None:
-    """`--runs-root DIR`: an absolute folder (made 0700) that may stand on a #SBATCH line; 'home' clears it."""
-    from engine.daemon.backends.base import BackendError
-    from engine.daemon.backends.slurm import safe_path
-
-    if text.strip().lower() == "home":
-        return None
-    if not text.strip() or "\x00" in text:
-        raise CliError("--runs-root needs a folder")
-    if not os.path.isabs(os.path.expanduser(text)):
-        raise CliError(f"--runs-root {shown(text)} must be an absolute path (the compute nodes resolve it)")
-    root = Path(os.path.expanduser(text)).resolve()
-    if root.parent == root:
-        raise CliError("--runs-root / would make every folder the store's; pick a folder of its own")
-    try:
-        safe_path(root, "--runs-root")
-    except BackendError as e:
-        raise CliError(str(e)) from None
-    if root == home:
-        return None
-    try:
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as e:
-        raise CliError(f"--runs-root {root}: {e.strerror or e}") from None
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise CliError(f"--runs-root {root} is not writable")
-    return str(root)
-
-
-def _slurm_defaults(home: Path, items: list[str]) -> dict[str, Any]:
-    """The store's default Slurm options changed by KEY=VALUE items (KEY= drops one), validated whole."""
-    from dataclasses import asdict
-
-    from engine.daemon.backends.base import BackendError
-    from engine.daemon.backends.slurm import SlurmOptions
-
-    current = dict((store_runs.get_settings(home) if db_path(home).exists() else {}).get("slurm_options") or {})
-    for item in items:
-        key, eq, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not eq or not key:
-            raise CliError(f"--slurm-default {shown(item)} must be KEY=VALUE")
-        if not value:
-            current.pop(key, None)
-            continue
-        current[key] = value
-    try:
-        opts = SlurmOptions.coerce(current)
-    except BackendError as e:
-        raise CliError(str(e)) from None
-    # only the keys given, as coerce reads them (whole numbers as numbers, extra as a list)
-    return {k: list(v) if k == "extra" else v for k, v in asdict(opts).items() if k in current}
-
-
-# ----------------------------------------------------------------------------------------- recipes
-
-
 def cmd_recipes(args: argparse.Namespace) -> int:
     for spec in RECIPES.values():
         print(f"{spec.name}: {spec.summary}")
@@ -720,26 +394,63 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {
-    "run": cmd_run,
-    "sweep": cmd_sweep,
-    "ls": cmd_ls,
-    "show": cmd_show,
-    "logs": cmd_logs,
-    "cancel": cmd_cancel,
-    "resume": cmd_resume,
-    "fork": cmd_fork,
-    "tag": cmd_tag,
-    "note": cmd_note,
-    "rm": cmd_rm,
-    "settings": cmd_settings,
-}
+def add_parsers(sub: Any) -> None:
+    """`ls`, `show`, `logs`, `cancel`, `resume`, `fork`, `tag`, `note`, `rm`, `recipes`."""
+    ls = sub.add_parser("ls", help="list runs", description="Runs in id order, filtered.")
+    ls.add_argument("text", nargs="?", help="only runs whose name, recipe, dataset, notes or tags contain TEXT")
+    ls.add_argument("--status", action="append", choices=STATUSES, help="only runs with this status (repeatable)")
+    ls.add_argument("--recipe", choices=list(RECIPES), help="only runs of this recipe")
+    ls.add_argument("--tag", help="only runs with this tag")
+    ls.add_argument("--sweep", help="only the runs of this sweep")
+    ls.add_argument("--limit", type=_int, help="the newest N runs only")
+    ls.add_argument("--json", action="store_true", help="a JSON list of objects (every column)")
 
+    show = sub.add_parser("show", help="a run's config, history, metrics and paths")
+    show.add_argument("run", type=run_ref, metavar="ID")
+    show.add_argument("--json", action="store_true", help="as one JSON object")
 
-def _viz_commands() -> None:
-    from tui.cli.viz import COMMANDS as VIZ_COMMANDS
+    logs = sub.add_parser("logs", help="print a run's log.txt", description="Print a run's log (worker "
+                          "stdout+stderr). -f keeps following it until the run ends.")
+    logs.add_argument("run", type=run_ref, metavar="ID")
+    logs.add_argument("-f", "--follow", action="store_true", help="follow until the run ends")
+    logs.add_argument("-n", "--lines", type=_int, help="start with the last N lines")
 
-    COMMANDS.update(VIZ_COMMANDS)
+    cancel = sub.add_parser("cancel", help="cancel a queued or running run",
+                            description="A queued run is cancelled at once. A running worker gets SIGTERM "
+                            "(it finishes its step, checkpoints and stops); SIGKILL follows after the grace "
+                            "period (settings --cancel-grace, default 30 s).")
+    cancel.add_argument("run", type=run_ref, metavar="ID", nargs="?")
+    cancel.add_argument("--sweep", metavar="NAME", help="every queued or running run of the sweep NAME")
 
+    resume = sub.add_parser("resume", help="queue a finished run again; it continues from its last checkpoint")
+    resume.add_argument("run", type=run_ref, metavar="ID")
 
-_viz_commands()
+    fork = sub.add_parser("fork", help="a new run from a run's checkpoint with a changed config",
+                          description="Queue a new run that starts from another run's weights (last.pt, or "
+                          "epoch_NNN.pt with --epoch) under the parent's config changed by --set.")
+    fork.add_argument("run", type=run_ref, metavar="ID")
+    fork.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                      help="change a config field (repeatable)")
+    fork.add_argument("--epoch", type=epoch_number, help="start from checkpoints/epoch_NNN.pt of this epoch")
+    fork.add_argument("--name", help="the new run's name (default: PARENT-fork)")
+    fork.add_argument("--tag", dest="tags", action="append", default=[], help="tag the new run (repeatable)")
+    fork.add_argument("--note", default="", help="note kept with the new run")
+    fork.add_argument("--priority", type=priority, default=0, help="queue priority (default 0)")
+    fork.add_argument("-q", "--quiet", action="store_true", help="print only the new run's id")
+
+    tag = sub.add_parser("tag", help="add (or --remove) tags")
+    tag.add_argument("run", type=run_ref, metavar="ID")
+    tag.add_argument("tags", nargs="+", metavar="TAG")
+    tag.add_argument("--remove", action="store_true", help="remove these tags instead")
+
+    note = sub.add_parser("note", help="set (or --append to) a run's note")
+    note.add_argument("run", type=run_ref, metavar="ID")
+    note.add_argument("text", metavar="TEXT")
+    note.add_argument("--append", action="store_true", help="add TEXT as a new line instead of replacing")
+
+    rm = sub.add_parser("rm", help="delete finished or queued runs: their rows and folders",
+                        description="Asks first (in a terminal); never deletes a running run.")
+    rm.add_argument("runs", type=run_ref, nargs="+", metavar="ID")
+    rm.add_argument("-y", "--yes", action="store_true", help="do not ask")
+
+    sub.add_parser("recipes", help="list recipes and every config field with its default")

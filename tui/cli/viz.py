@@ -16,10 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from engine.control.viz_spec import describe_kinds
-from store import runs as store_runs
+from store import viz_jobs as store_viz
 from store.db import db_path
 from store.views import VizJobView
-from tui.cli.main import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CliError, shown
+from tui.cli.args import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    CliError,
+    epoch_number,
+    priority,
+    run_ref,
+    shown,
+)
+from tui.cli.lookup import find
+from tui.present import job_summary
 
 WAIT_POLL_S = 0.5
 RECONCILE_EVERY_S = 5.0
@@ -38,8 +49,6 @@ def kinds_epilog() -> str:
 
 def cmd_viz(args: argparse.Namespace, home: Path) -> int:
     from engine.control.viz_jobs import submit_viz
-    from tui.cli.queue import find
-
     run = find(home, args.run)
     if args.kind is None:
         return _list_jobs(home, run.id, as_json=False)
@@ -57,8 +66,6 @@ def cmd_viz(args: argparse.Namespace, home: Path) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace, home: Path) -> int:
-    from tui.cli.queue import find
-
     if args.cancel is not None:
         from engine.control.viz_jobs import cancel_viz
 
@@ -71,7 +78,7 @@ def cmd_jobs(args: argparse.Namespace, home: Path) -> int:
 
 
 def _list_jobs(home: Path, run_id: int | None, *, as_json: bool) -> int:
-    jobs = store_runs.list_viz_jobs(home, run_id=run_id) if db_path(home).exists() else []
+    jobs = store_viz.list_viz_jobs(home, run_id=run_id) if db_path(home).exists() else []
     if as_json:
         print(json.dumps([j.to_dict() for j in jobs], allow_nan=False))
         return EXIT_OK
@@ -83,18 +90,6 @@ def _list_jobs(home: Path, run_id: int | None, *, as_json: bool) -> int:
         print(f"{j.id:>4}  {j.run_id:>4}  {j.kind:<13}{j.status:<11}{_secs(j.duration_s):>7}  {job_summary(j)}")
     return EXIT_OK
 
-
-def job_summary(j: VizJobView) -> str:
-    """One line: the message while running, the first output (or the error) when done."""
-    if j.status == "completed":
-        first = j.outputs[0] if j.outputs else ""
-        return f"{len(j.outputs)} file(s): {first}" + (" ..." if len(j.outputs) > 1 else "")
-    if j.status == "running":
-        pct = f"{(j.progress or 0) * 100:3.0f}%  " if j.progress is not None else ""
-        return pct + (j.message or "")
-    if j.status == "queued":
-        return f"{j.checkpoint or ''}".strip()
-    return (j.message or j.error or "").splitlines()[0] if (j.message or j.error) else ""
 
 
 def _secs(v: float | None) -> str:
@@ -110,7 +105,7 @@ def wait_for(home: Path, job_id: int, *, quiet: bool = False) -> VizJobView:
     last_reconcile = time.monotonic()
     try:
         while True:
-            job = store_runs.get_viz_job(home, job_id)
+            job = store_viz.get_viz_job(home, job_id)
             if job is None:
                 raise CliError(f"viz job {job_id} was deleted (its run was removed)")
             if job.is_terminal:
@@ -157,8 +152,6 @@ def _finish(home: Path, job: VizJobView, *, quiet: bool) -> int:
 def cmd_report(args: argparse.Namespace, home: Path) -> int:
     from engine.control.paths import write_bytes_atomic
     from engine.control.viz_jobs import submit_viz
-    from tui.cli.queue import find
-
     out = Path(args.output).expanduser()
     if out.is_dir():
         raise CliError(f"-o {shown(str(out))} is a folder; give the HTML file to write")
@@ -181,8 +174,8 @@ def cmd_report(args: argparse.Namespace, home: Path) -> int:
     return EXIT_OK
 
 
-def add_viz_parsers(sub: Any, run_ref: Any, epoch_number: Any, priority: Any) -> None:
-    """`viz`, `jobs` and `report` (called by tui.cli.main.build_parser)."""
+def add_parsers(sub: Any) -> None:
+    """`viz`, `jobs` and `report`."""
     from engine.control.viz_spec import VIZ_KINDS
 
     viz = sub.add_parser(

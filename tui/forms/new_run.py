@@ -15,13 +15,14 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Select, Static
 
-from engine.control.config import RECIPES, ConfigError
+from engine.control.config import RECIPES
+from engine.control.errors import ConfigError
 from store.errors import StoreError
 from store.views import RunView
+from tui.forms.base import FormScreen
 from tui.forms.run_form import (
     BACKENDS,
     CONFIG_INPUTS,
@@ -38,13 +39,12 @@ from tui.forms.run_form import (
     text_values,
 )
 from tui.messages import RunsChanged
-from tui.screens.base import GanmgrScreen
 from tui.widgets.key_bar import KeyBar
 
 DEFAULT_RECIPE = "acgan-wgangp"
 
 
-class NewRunScreen(GanmgrScreen[RunView | None]):
+class NewRunScreen(FormScreen[RunView | None]):
     """Dismisses with the created run, or None when left with escape."""
 
     BINDINGS = [
@@ -57,24 +57,12 @@ class NewRunScreen(GanmgrScreen[RunView | None]):
         Binding("f1", "app.help", "Help", id="form-help", tooltip="this help"),
     ]
 
-    class Submitted(Message):
-        def __init__(self, run: RunView) -> None:
-            super().__init__()
-            self.run = run
-
-    class SubmitFailed(Message):
-        def __init__(self, field: str, error: str) -> None:
-            super().__init__()
-            self.field = field
-            self.error = error
-
     def __init__(self, parent: RunView | None = None, recipe: str | None = None) -> None:
         super().__init__()
         self.parent_run = parent
         self.recipe = parent.recipe if parent is not None else (recipe or DEFAULT_RECIPE)
         if self.recipe not in RECIPES:
             self.recipe = DEFAULT_RECIPE
-        self._submitting = False
         self.backend = "local"
         self.slurm_defaults: dict = {}
         self.max_segments_setting: object = None
@@ -97,10 +85,10 @@ class NewRunScreen(GanmgrScreen[RunView | None]):
 
         if self.fork or not db_path(self.home).exists():
             return
-        from store import runs as store_runs
+        from store import settings as store_settings
 
         try:
-            settings = store_runs.get_settings(self.home)
+            settings = store_settings.get_settings(self.home)
         except StoreError:
             return
         backend = settings.get("backend")
@@ -164,22 +152,17 @@ class NewRunScreen(GanmgrScreen[RunView | None]):
         if not self.fork:
             self.query_one("#slurm-fields").display = self.backend == "slurm"
         self.query_one("#in-epochs" if self.fork else "#in-recipe").focus()
-        self._validate()
+        self.validate()
 
     # -- reading and checking ------------------------------------------------------------------------
 
     def values(self) -> dict[str, str]:
         return {inp.id[3:]: inp.value for inp in self.query(Input) if inp.id and inp.id.startswith("in-")}
 
-    def _check(self) -> FormCheck:
+    def check(self) -> FormCheck:
         base = self.parent_run.config if self.parent_run is not None else None
         return check_form(self.recipe, self.values(), base=base, fork=self.fork, backend=self.backend,
                           slurm_defaults=self.slurm_defaults)
-
-    def _validate(self) -> FormCheck:
-        check = self._check()
-        self.show_errors(check.errors)
-        return check
 
     def show_errors(self, errors: dict[str, str]) -> None:
         for err in self.query(".field-error").results(Static):
@@ -194,11 +177,7 @@ class NewRunScreen(GanmgrScreen[RunView | None]):
 
     @on(Input.Changed)
     def _changed(self, event: Input.Changed) -> None:
-        self._validate()
-
-    @on(Input.Submitted)
-    def _enter(self, event: Input.Submitted) -> None:
-        self.focus_next()
+        self.validate()
 
     @on(Select.Changed, "#in-recipe")
     def _recipe_changed(self, event: Select.Changed) -> None:
@@ -213,7 +192,7 @@ class NewRunScreen(GanmgrScreen[RunView | None]):
             if inp.value == old_defaults.get(key):  # untouched: follow the recipe's default
                 inp.value = text
         self.query_one("#recipe-summary", Static).update(RECIPES[new].summary)
-        self._validate()
+        self.validate()
 
     @on(Select.Changed, "#in-backend")
     def _backend_changed(self, event: Select.Changed) -> None:
@@ -222,36 +201,18 @@ class NewRunScreen(GanmgrScreen[RunView | None]):
             return
         self.backend = new
         self.query_one("#slurm-fields").display = new == "slurm"
-        self._validate()
+        self.validate()
 
     # -- submitting ------------------------------------------------------------------------------------
 
-    @on(Button.Pressed, "#form-submit")
-    def _submit_pressed(self) -> None:
-        self.action_submit()
+    def focus_error(self, errors: dict[str, str]) -> None:
+        try:
+            self.query_one(f"#in-{next(iter(errors))}").focus()
+        except Exception:  # noqa: BLE001 - a general error has no input to focus
+            pass
 
-    @on(Button.Pressed, "#form-cancel")
-    def _cancel_pressed(self) -> None:
-        self.action_leave()
-
-    def action_leave(self) -> None:
-        self.dismiss(None)
-
-    def action_submit(self) -> None:
-        if self._submitting:
-            return
-        check = self._validate()
-        if not check.ok or check.request is None:
-            first = next(iter(check.errors))
-            try:
-                self.query_one(f"#in-{first}").focus()
-            except Exception:  # noqa: BLE001 - a general error has no input to focus
-                pass
-            self.notify(next(iter(check.errors.values())), title="not queued", severity="error")
-            return
-        self._submitting = True
-        self.query_one("#form-title", Static).update("submitting…")
-        self._submit(check.request)
+    def submit_request(self, request: RunRequest) -> None:
+        self._submit(request)
 
     @work(thread=True, exclusive=True, group="submit", exit_on_error=False, name="submit")
     def _submit(self, req: RunRequest) -> None:
@@ -277,16 +238,7 @@ class NewRunScreen(GanmgrScreen[RunView | None]):
             return
         self.post_message(self.Submitted(view))
 
-    @on(SubmitFailed)
-    def _failed(self, event: SubmitFailed) -> None:
-        self._submitting = False
-        self.query_one("#form-title", Static).update("not queued: fix the field marked below")
-        self.show_errors({event.field: event.error})
-        self.notify(event.error, title="not queued", severity="error")
-
-    @on(Submitted)
-    def _done(self, event: Submitted) -> None:
-        run = event.run
+    def submitted(self, run: RunView) -> None:
         verb = "forked" if self.fork else "queued"
         where = " for Slurm (the supervisor submits it with sbatch)" if run.backend == "slurm" else ""
         self.app.post_message(RunsChanged(run.id, f"{verb} run {run.id} {run.name}{where}"))

@@ -12,7 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.control.config import RECIPES, ConfigError, parse_assignments, parse_value, resolve_config
+from engine.control.config import RECIPES, parse_assignments, parse_value, resolve_config
+from engine.control.errors import BackendError, ConfigError
+from engine.control.slurm_options import options_from_flags
+from store.checks import BACKENDS, normalize_tags
 from store.errors import StoreError
 
 # (input key, label, placeholder); a key that is a config field is parsed by that field's type.
@@ -37,7 +40,7 @@ FORK_INPUTS: tuple[tuple[str, str, str], ...] = (
     ("fork_epoch", "from epoch", "blank: the latest checkpoint"),
 )
 # The Slurm fields (shown when the backend is slurm): input key `slurm-<flag>`, where <flag> is the name of
-# `ganmgr run`'s flag, so the form and the CLI go through one check (tui.cli.queue.slurm_options_from).
+# `ganmgr run`'s flag, so the form and the CLI go through one check (engine.control.slurm_options.options_from_flags).
 SLURM_INPUTS: tuple[tuple[str, str, str], ...] = (
     ("slurm-partition", "partition", "blank: the cluster's default partition"),
     ("slurm-time", "time limit", "per job: MIN, H:MM:SS or D-HH:MM:SS (blank: the partition's limit)"),
@@ -52,7 +55,6 @@ SLURM_INPUTS: tuple[tuple[str, str, str], ...] = (
     ("slurm-extra-sbatch", "extra sbatch", "more long options, e.g. --constraint=a100 --exclusive"),
 )
 SLURM_KEYS = tuple(k for k, _, _ in SLURM_INPUTS)
-BACKENDS = ("local", "slurm")
 # The SlurmOptions field each Slurm input stands for (max segments is a run column, not an option).
 SLURM_OPTION_OF = {"slurm-partition": "partition", "slurm-time": "time", "slurm-gres": "gres",
                    "slurm-account": "account", "slurm-qos": "qos", "slurm-cpus-per-task": "cpus_per_task",
@@ -122,15 +124,13 @@ def check_backend(backend: str, values: Mapping[str, str],
         return None, None, {"backend": f"backend {backend!r} is not one of {', '.join(BACKENDS)}"}
     if backend != "slurm":
         return None, None, {}
-    from tui.cli.main import CliError
-    from tui.cli.queue import slurm_options_from  # the store behind it: imported on first use
 
     given = {key.removeprefix("slurm-"): values.get(key, "").strip() for key in SLURM_KEYS}
     given = {flag: text for flag, text in given.items() if text}
     hidden = {k: v for k, v in (defaults or {}).items() if k not in SLURM_OPTION_OF.values()}
     try:
-        options, max_segments = slurm_options_from(hidden, given)
-    except CliError as e:
+        options, max_segments = options_from_flags(hidden, given)
+    except BackendError as e:
         return None, None, {slurm_error_field(str(e)): str(e)}
     return options, max_segments, {}
 
@@ -187,9 +187,6 @@ def check_form(recipe: str, values: Mapping[str, str], *, base: Mapping[str, Any
         typed["data_root"] = None
     if "name" in typed and typed["name"] == "":
         typed["name"] = None
-
-    from store.runs import normalize_tags  # SQLAlchemy behind it: imported on first use, not at startup
-
     tags: tuple[str, ...] = ()
     try:
         tags = normalize_tags(values.get("tags", ""))
@@ -218,11 +215,11 @@ def check_form(recipe: str, values: Mapping[str, str], *, base: Mapping[str, Any
     notes = values.get("notes", "")
     backend_options, max_segments, backend_errors = check_backend(backend, values, slurm_defaults)
     errors.update(backend_errors)
-    seed_cfg = {k: v for k, v in (base or {}).items() if k not in ("recipe", "config_version")}
+    base_cfg = {k: v for k, v in (base or {}).items() if k not in ("recipe", "config_version")}
     # Each parsed input on its own against the recipe's rules, so every bad input is marked at once.
     for key, value in typed.items():
         try:
-            resolve_config(recipe, {**seed_cfg, key: value})
+            resolve_config(recipe, {**base_cfg, key: value})
         except ConfigError as e:
             if error_field(str(e)) == key:
                 errors[key] = str(e)
@@ -230,7 +227,7 @@ def check_form(recipe: str, values: Mapping[str, str], *, base: Mapping[str, Any
         return FormCheck(None, errors)
 
     try:
-        cfg = resolve_config(recipe, {**seed_cfg, **typed}, assignments)
+        cfg = resolve_config(recipe, {**base_cfg, **typed}, assignments)
     except ConfigError as e:
         return FormCheck(None, {error_field(str(e)): str(e)})
     overrides = dict(typed)

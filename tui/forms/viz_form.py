@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.control.config import ConfigError, check_field, parse_value
+from engine.control.config import check_field, parse_value
+from engine.control.errors import ConfigError
 from engine.control.viz_spec import VIZ_KINDS, kept_epochs, resolve_viz_params, viz_kind
 from store.views import RunView, VizJobView
 

@@ -1,5 +1,5 @@
 """The visualization launcher (`v` on a run): pick a kind, the checkpoint, the baseline run where the kind
-needs one, and its parameters (the seed's defaults filled in); ctrl+s queues the job.
+needs one, and its parameters (the course's defaults filled in); ctrl+s queues the job.
 
 Rules live in `tui.forms.viz_form` (pure); this screen moves text in and errors out. The submit (checks, row,
 job folder, supervisor start) runs in a thread worker through `engine.control.viz_jobs.submit_viz`; a
@@ -12,26 +12,31 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
 from textual.widgets import Button, Input, Label, Select, Static
 
-from engine.control.config import ConfigError
+from engine.control.errors import ConfigError
 from engine.control.viz_spec import VIZ_KINDS
 from store.errors import StoreError
 from store.views import RunView, VizJobView
+from tui.forms.base import FormScreen
 from tui.forms.viz_form import (
     GENERAL,
+    VizRequest,
     baselines_from,
     check_viz_form,
     checkpoints_for,
     defaults_text,
     kinds_for,
 )
-from tui.screens.base import GanmgrScreen
 from tui.widgets.key_bar import KeyBar
 
 
-class VizLaunchScreen(GanmgrScreen[VizJobView | None]):
+class VizLaunchScreen(FormScreen[VizJobView | None]):
+    SUBMIT_BUTTON = "viz-submit-button"
+    CANCEL_BUTTON = "viz-cancel-button"
+    SUBMITTING_TITLE = "queueing…"
+    FAILED_TITLE = "not queued: see below"
+
     BINDINGS = [
         Binding("ctrl+s", "submit", "Queue job", id="viz-submit"),
         Binding("escape", "leave", "Back", id="viz-back"),
@@ -40,16 +45,6 @@ class VizLaunchScreen(GanmgrScreen[VizJobView | None]):
         Binding("f1", "app.help", "Help", id="viz-help", tooltip="this help"),
     ]
 
-    class Submitted(Message):
-        def __init__(self, job: VizJobView) -> None:
-            super().__init__()
-            self.job = job
-
-    class Failed(Message):
-        def __init__(self, error: str) -> None:
-            super().__init__()
-            self.error = error
-
     def __init__(self, run: RunView, baselines: list[RunView] | None = None, kind: str | None = None) -> None:
         super().__init__()
         self.run = run
@@ -57,7 +52,6 @@ class VizLaunchScreen(GanmgrScreen[VizJobView | None]):
         self.kind = kind if kind in self.kinds else (self.kinds[0] if self.kinds else "curves")
         self.checkpoints = checkpoints_for(run)
         self.baselines = baselines_from(baselines or [])
-        self._submitting = False
         self._generation = 0  # parameter inputs are rebuilt per kind; ids carry the generation
 
     def compose(self) -> ComposeResult:
@@ -117,7 +111,7 @@ class VizLaunchScreen(GanmgrScreen[VizJobView | None]):
         self.query_one("#row-checkpoint").display = spec.needs_checkpoint
         self.query_one("#row-baseline").display = spec.needs_baseline
         self.query_one("#viz-summary", Static).update(spec.summary)
-        self.call_after_refresh(self._validate)
+        self.call_after_refresh(self.validate)
 
     def _input_id(self, name: str) -> str:
         return f"p{self._generation}-{name}"
@@ -134,16 +128,11 @@ class VizLaunchScreen(GanmgrScreen[VizJobView | None]):
         value = found.first(Select).value
         return None if value is Select.BLANK else value
 
-    def _check(self):
+    def check(self):
         checkpoint = self._selected("#viz-checkpoint")
         baseline = self._selected("#viz-baseline")
         return check_viz_form(self.kind, self.texts(), None if checkpoint is None else str(checkpoint),
                               None if baseline is None else int(baseline))  # type: ignore[arg-type]
-
-    def _validate(self):
-        check = self._check()
-        self.show_errors(check.errors)
-        return check
 
     def show_errors(self, errors: dict[str, str]) -> None:
         for err in self.query(".field-error").results(Static):
@@ -167,36 +156,12 @@ class VizLaunchScreen(GanmgrScreen[VizJobView | None]):
     @on(Select.Changed, "#viz-checkpoint, #viz-baseline")
     @on(Input.Changed)
     def _changed(self) -> None:
-        self._validate()
-
-    @on(Input.Submitted)
-    def _enter(self) -> None:
-        self.focus_next()
+        self.validate()
 
     # -- submitting ------------------------------------------------------------------------------------
 
-    @on(Button.Pressed, "#viz-submit-button")
-    def _submit_pressed(self) -> None:
-        self.action_submit()
-
-    @on(Button.Pressed, "#viz-cancel-button")
-    def _cancel_pressed(self) -> None:
-        self.action_leave()
-
-    def action_leave(self) -> None:
-        self.dismiss(None)
-
-    def action_submit(self) -> None:
-        if self._submitting:
-            return
-        check = self._validate()
-        if not check.ok or check.request is None:
-            self.notify(next(iter(check.errors.values())), title="not queued", severity="error")
-            return
-        self._submitting = True
-        self.query_one("#form-title", Static).update("queueing…")
-        req = check.request
-        self._submit(req.kind, req.params, req.epoch, req.baseline_id)
+    def submit_request(self, request: VizRequest) -> None:
+        self._submit(request.kind, request.params, request.epoch, request.baseline_id)
 
     @work(thread=True, exclusive=True, group="viz-submit", exit_on_error=False, name="queue viz job")
     def _submit(self, kind: str, params: dict, epoch: int | None, baseline_id: int | None) -> None:
@@ -205,17 +170,6 @@ class VizLaunchScreen(GanmgrScreen[VizJobView | None]):
         try:
             job = submit_viz(self.home, self.run.id, kind, epoch=epoch, overrides=params, baseline_id=baseline_id)
         except (ConfigError, StoreError, ValueError, OSError) as e:
-            self.post_message(self.Failed(str(e)))
+            self.post_message(self.SubmitFailed(GENERAL, str(e)))
             return
         self.post_message(self.Submitted(job))
-
-    @on(Failed)
-    def _failed(self, event: Failed) -> None:
-        self._submitting = False
-        self.query_one("#form-title", Static).update("not queued: see below")
-        self.show_errors({GENERAL: event.error})
-        self.notify(event.error, title="not queued", severity="error")
-
-    @on(Submitted)
-    def _done(self, event: Submitted) -> None:
-        self.dismiss(event.job)

@@ -38,6 +38,7 @@ from tui.forms.viz_form import viz_output_rel
 from tui.present import (
     PENDING_STYLE,
     STATUS_STYLES,
+    backend_lines,
     cluster_reason,
     fmt_duration,
     fmt_epoch,
@@ -195,6 +196,8 @@ class RunScreen(RunActions, GanmgrScreen[None]):
     @work(thread=True, exclusive=True, group="follow", exit_on_error=False, name="follow")
     def follow(self) -> None:
         from store import runs as store_runs
+        from store import settings as store_settings
+        from store import viz_jobs as store_viz
 
         worker = get_current_worker()
         run_dir = self.run_dir
@@ -217,11 +220,11 @@ class RunScreen(RunActions, GanmgrScreen[None]):
                 view = store_runs.get_run(self.home, self.run.id)
                 if view is not None:
                     arts = store_runs.list_artifacts(self.home, self.run.id)
-                    jobs = store_runs.list_viz_jobs(self.home, run_id=self.run.id)
+                    jobs = store_viz.list_viz_jobs(self.home, run_id=self.run.id)
                     events, limit = [], None
                     if view.backend == "slurm":
                         events = store_runs.list_events(self.home, self.run.id)
-                        limit = store_runs.get_settings(self.home).get("max_segments")
+                        limit = store_settings.get_settings(self.home).get("max_segments")
                     self.post_message(self.RowRead(view, arts, jobs, events, limit))
             # Back off while the app is behind on its messages (a huge backlog being read).
             backlog = self.app.message_queue_size + self.message_queue_size
@@ -383,10 +386,9 @@ class RunScreen(RunActions, GanmgrScreen[None]):
         """`ganmgr show`'s backend lines (the same helper), then the newest history lines (the segments'
         submissions, starts and ends), one line each so the newest always fits; with a signature, so the
         panel repaints only when one of them changed."""
-        from tui.cli.queue import _backend_lines  # the store behind it; the follower imported it already
 
         limit = self.store_max_segments
-        lines = _backend_lines(self.run, limit if isinstance(limit, int) and not isinstance(limit, bool) else None)
+        lines = backend_lines(self.run, limit if isinstance(limit, int) and not isinstance(limit, bool) else None)
         events = self.events[-HISTORY_LINES:]
         signature = (tuple(lines), tuple((e.id, e.message) for e in events), len(self.events),
                      run_status_word(self.run))

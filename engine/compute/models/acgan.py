@@ -1,8 +1,9 @@
-"""The seed's networks (002, Part 1), built from their layer tables; pure modules, no I/O.
+"""The ACGAN of the course text 002 (Part 1) for 32x32 images, built from its layer tables; pure modules, no I/O.
 
-Discriminator: 8 conv3x3 layers (strides 1,2,1,2,1,1,1,2, padding 1), each followed by LayerNorm over
+The discriminator (also the `baseline` recipe's classifier, and the network the visualizations load):
+8 conv3x3 layers (strides 1,2,1,2,1,1,1,2, padding 1), each followed by LayerNorm over
 [C, H, W] and LeakyReLU; max-pool 4; two linear heads on the pooled features: `fc1` (the critic score)
-and `fc10` (the auxiliary classifier). Generator: `fc1` noise -> C*4*4, then convT4/s2 (8x8), three
+and `fc10` (the auxiliary classifier). The generator: `fc1` noise -> C*4*4, then convT4/s2 (8x8), three
 conv3x3, convT4/s2 (16x16), conv3x3, convT4/s2 (32x32), conv3x3 to the image channels; BatchNorm + ReLU
 after every layer but the last, tanh out.
 """
@@ -15,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# (kernel, padding, stride) of the discriminator's conv1..conv8, from the seed's table
+# (kernel, padding, stride) of the discriminator's conv1..conv8, from the course's table
 D_TABLE: tuple[tuple[int, int, int], ...] = (
     (3, 1, 1), (3, 1, 2), (3, 1, 1), (3, 1, 2), (3, 1, 1), (3, 1, 1), (3, 1, 1), (3, 1, 2),
 )
-# (type, kernel, padding, stride) of the generator's conv1..conv8, from the seed's table
+# (type, kernel, padding, stride) of the generator's conv1..conv8, from the course's table
 G_TABLE: tuple[tuple[str, int, int, int], ...] = (
     ("convT", 4, 1, 2), ("conv", 3, 1, 1), ("conv", 3, 1, 1), ("conv", 3, 1, 1),
     ("convT", 4, 1, 2), ("conv", 3, 1, 1), ("convT", 4, 1, 2), ("conv", 3, 1, 1),
@@ -28,7 +29,9 @@ FEATURE_LAYERS = (1, 2, 3, 4, 5, 6, 7, 8)
 
 
 @dataclass(frozen=True)
-class DConfig:
+class ACGANDConfig:
+    """The discriminator's sizes; the defaults are the text's (width 196, CIFAR-10's 3x32x32, 10 classes)."""
+
     width: int = 196
     in_channels: int = 3
     image_size: int = 32
@@ -37,16 +40,18 @@ class DConfig:
 
 
 @dataclass(frozen=True)
-class GConfig:
+class ACGANGConfig:
+    """The generator's sizes; the defaults are the text's (width 196, 100 noise dimensions, RGB out)."""
+
     width: int = 196
     n_z: int = 100
     out_channels: int = 3
 
 
-class Discriminator(nn.Module):
+class ACGANDiscriminator(nn.Module):
     """The critic with an auxiliary classifier; `forward(x)` returns (fc1 score [B], fc10 logits [B,10])."""
 
-    def __init__(self, cfg: DConfig = DConfig()):
+    def __init__(self, cfg: ACGANDConfig = ACGANDConfig()):
         super().__init__()
         self.cfg = cfg
         convs, norms = [], []
@@ -81,10 +86,10 @@ class Discriminator(nn.Module):
         return self.fc1(h).squeeze(1), self.fc10(h)
 
 
-class Generator(nn.Module):
+class ACGANGenerator(nn.Module):
     """Noise [B, n_z] -> image [B, C, 32, 32] in [-1, 1]."""
 
-    def __init__(self, cfg: GConfig = GConfig()):
+    def __init__(self, cfg: ACGANGConfig = ACGANGConfig()):
         super().__init__()
         self.cfg = cfg
         w = cfg.width

@@ -1,7 +1,7 @@
-"""`acgan-wgangp`: the seed's ACGAN generator and discriminator trained with WGAN-GP (002, Part 1).
+"""`acgan-wgangp`: the course's ACGAN generator and discriminator trained with WGAN-GP (002, Part 1).
 
 Per step: a generator step (every `gen_every` steps) with cost -mean(D_src(G(z))) + CE(D_cls(G(z)), c),
-then a discriminator step with the seed's five terms
+then a discriminator step with the course's five terms
 
     d_fake_source - d_real_source + d_real_class + d_fake_class + gp
 
@@ -21,12 +21,9 @@ import torch.nn.functional as F
 
 from engine.compute.imaging import save_grid
 from engine.compute.mode_collapse import class_spread
-from engine.compute.models.acgan import DConfig, Discriminator, GConfig, Generator
+from engine.compute.models.acgan import ACGANDConfig, ACGANDiscriminator, ACGANGConfig, ACGANGenerator
 from engine.compute.recipes.base import Trainer
-
-# order of the values train_step returns; the first five are the seed's loss1..loss5, acc its acc1
-METRICS = ("gp", "d_fake_source", "d_real_source", "d_real_class", "d_fake_class", "gen_source", "gen_class",
-           "acc")
+from engine.control.config import ACGAN_METRICS  # the order of the values train_step returns
 
 
 def class_noise(labels: torch.Tensor, n_z: int, num_classes: int, generator: torch.Generator) -> torch.Tensor:
@@ -37,7 +34,7 @@ def class_noise(labels: torch.Tensor, n_z: int, num_classes: int, generator: tor
 
 
 def save_noise(n_z: int, num_classes: int, seed: int = 352) -> tuple[torch.Tensor, torch.Tensor]:
-    """The seed's fixed 100 sample vectors: numpy seed 352, label i % 10, one-hot in the first 10 dims.
+    """The course's fixed 100 sample vectors: numpy seed 352, label i % 10, one-hot in the first 10 dims.
 
     Drawn with numpy's legacy RandomState exactly as the course code does, so the grid of epoch N shows the
     same noise a student's script would have used.
@@ -89,17 +86,17 @@ def gradient_penalty_func(critic: torch.nn.Module, real: torch.Tensor, fake: tor
 
 class ACGANTrainer(Trainer):
     # one critic pass over fakes and reals together: D has no batch-coupled layers (LayerNorm is per
-    # sample), so this equals the seed's two passes with half the kernel launches
+    # sample), so this equals the course's two passes with half the kernel launches
     joint_critic_pass: bool = True
 
     def build(self) -> None:
         cfg = self.cfg
         nc = self.data.num_classes
-        self.D = self.rt.prepare_model(Discriminator(DConfig(
+        self.D = self.rt.prepare_model(ACGANDiscriminator(ACGANDConfig(
             width=cfg["width"], in_channels=self.data.channels, image_size=self.data.image_size,
             num_classes=nc, leaky_slope=cfg["leaky_slope"])))
-        self.G = self.rt.prepare_model(Generator(GConfig(width=cfg["width"], n_z=cfg["n_z"],
-                                                         out_channels=self.data.channels)))
+        self.G = self.rt.prepare_model(ACGANGenerator(ACGANGConfig(width=cfg["width"], n_z=cfg["n_z"],
+                                                                   out_channels=self.data.channels)))
         kw = self.rt.optimizer_kwargs()
         betas = tuple(cfg["betas"])
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg["lr"], betas=betas, **kw)
@@ -130,8 +127,8 @@ class ACGANTrainer(Trainer):
         return self.D
 
     def metric_present(self, step_in_epoch: int) -> tuple[float, ...]:
-        gen = 1.0 if step_in_epoch % self.cfg["gen_every"] == 0 else 0.0
-        return (1.0, 1.0, 1.0, 1.0, 1.0, gen, gen, 1.0)
+        gen = 1.0 if step_in_epoch % self.cfg["gen_every"] == 0 else 0.0  # G's terms on its steps only
+        return tuple(gen if m.startswith("gen_") else 1.0 for m in ACGAN_METRICS)
 
     def _draw(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         nc = self.data.num_classes
@@ -162,7 +159,7 @@ class ACGANTrainer(Trainer):
         with self.rt.autocast():
             if self.joint_critic_pass:
                 source, logits = self.D(torch.cat([fake, real]))
-            else:  # the seed's two passes (kept for the switch benchmark and its equality test)
+            else:  # the course's two passes (kept for the switch benchmark and its equality test)
                 (fs, fl), (rs, rl) = self.D(fake), self.D(real)
                 source, logits = torch.cat([fs, rs]), torch.cat([fl, rl])
         source, logits = source.float(), logits.float()

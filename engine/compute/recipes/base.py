@@ -24,10 +24,12 @@ import torch
 from torch import nn
 
 from engine.compute.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from engine.compute.data import DeviceData, Splits, conform, load_splits
+from engine.compute.data.device_data import DeviceData
+from engine.compute.data.sources import load_splits
+from engine.compute.data.splits import Splits, conform
 from engine.compute.device import Runtime, make_generator, setup_runtime
 from engine.control.config import RecipeSpec, recipe_spec
-from engine.control.record_writer import MetricsWriter
+from engine.control.records import ARTIFACT, EPOCH, START, TRAIN, MetricsWriter
 
 # runtime keys that may differ between a checkpoint and the config it resumes under
 RUNTIME_KEYS = frozenset({"epochs", "device", "precision", "compile", "threads", "log_every", "keep_every",
@@ -187,7 +189,7 @@ class Trainer:
         resumed = self._maybe_resume()
         total_epochs = self.cfg["epochs"]
         metrics.write({
-            "kind": "start", "time": time.time(), "pid": os.getpid(), "host": socket.gethostname(),
+            "kind": START, "time": time.time(), "pid": os.getpid(), "host": socket.gethostname(),
             "epoch": self.epoch, "step": self.global_step, "resumed": resumed, "epochs": total_epochs,
             "forked_from": self.forked_from,
             "steps_per_epoch": self.steps_per_epoch, "device": str(self.rt.device),
@@ -282,7 +284,7 @@ class Trainer:
         if not any(self.win_count):
             return
         means = self._means(self.win_sum, self.win_count)
-        rec = {"kind": "train", "epoch": self.epoch + 1, "step": self.global_step}
+        rec = {"kind": TRAIN, "epoch": self.epoch + 1, "step": self.global_step}
         rec.update({k: v for k, v, c in zip(means, means.values(), self.win_count) if c})
         self.metrics.write(rec)
         self._check_finite({k: v for k, v, c in zip(means, means.values(), self.win_count) if c},
@@ -314,7 +316,7 @@ class Trainer:
         self.epoch += 1
         self.batch = 0
         self.order = None
-        rec: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.global_step}
+        rec: dict[str, Any] = {"kind": EPOCH, "epoch": self.epoch, "step": self.global_step}
         if self.spec.has_classifier:  # a GAN without one reports no accuracy (absent, not null)
             rec.update(train_acc=ep_means.get("acc", float("nan")), test_acc=self.evaluate())
         rec.update({"seconds": round(seconds, 3), "images_per_s": round(images_per_s, 1), "lr": lr})
@@ -459,7 +461,7 @@ class Trainer:
             signal.signal(sig, request_stop)
 
     def artifact(self, path: Path, what: str, epoch: int | None = None) -> None:
-        self.metrics.write({"kind": "artifact", "path": str(path.relative_to(self.run_dir)), "what": what,
+        self.metrics.write({"kind": ARTIFACT, "path": str(path.relative_to(self.run_dir)), "what": what,
                             "epoch": epoch})
 
     def _columns(self) -> list[str]:

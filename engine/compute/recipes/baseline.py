@@ -1,7 +1,7 @@
-"""`baseline`: the seed's discriminator trained alone as a classifier (002, Part 1).
+"""`baseline`: the course's discriminator trained alone as a classifier (002, Part 1).
 
 Cross-entropy on the fc10 head, Adam lr 1e-4, batch 128, 100 epochs; the lr drops to lr/10 after 50
-epochs and lr/100 after 75 (the seed's `if epoch == 50` / `if epoch == 75` on a 0-based epoch counter).
+epochs and lr/100 after 75 (the course's `if epoch == 50` / `if epoch == 75` on a 0-based epoch counter).
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from engine.compute.models.acgan import DConfig, Discriminator
+from engine.compute.models.acgan import ACGANDConfig, ACGANDiscriminator
 from engine.compute.recipes.base import Trainer
 
 
 class BaselineTrainer(Trainer):
     def build(self) -> None:
         cfg = self.cfg
-        self.model = self.rt.prepare_model(Discriminator(DConfig(
+        self.model = self.rt.prepare_model(ACGANDiscriminator(ACGANDConfig(
             width=cfg["width"], in_channels=self.data.channels, image_size=self.data.image_size,
             num_classes=self.data.num_classes, leaky_slope=cfg["leaky_slope"])))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"], betas=tuple(cfg["betas"]),
@@ -33,7 +33,7 @@ class BaselineTrainer(Trainer):
         return self.model
 
     def lr_for_epoch(self, epoch_index: int) -> float:
-        """epoch_index = epochs completed so far (the seed's 0-based epoch)."""
+        """epoch_index = epochs completed so far (the course's 0-based epoch)."""
         lr = self.cfg["lr"]
         for after, factor in zip(self.cfg["lr_drop_epochs"], self.cfg["lr_drop_factors"]):
             if epoch_index >= after:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.compute.data import to_unit_range
+from engine.compute.data.device_data import to_unit_range
 from engine.compute.imaging import save_grid
 from engine.compute.mode_collapse import batchnorm_stats_kept, diversity, mean_pairwise_distance
 from engine.compute.recipes.base import Trainer
@@ -110,6 +110,18 @@ class BCEGANTrainer(Trainer):
         """BCE of sigmoid(logits) against a constant label (1 real, 0 fake), in fp32 outside autocast."""
         logits = logits.float()
         return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+    def train_generator(self, batch: int) -> torch.Tensor:
+        """The step 001 and 003 share: fresh noise -> G -> D, BCE against "real", one step of G only."""
+        self.D.requires_grad_(False)
+        with self.rt.autocast():
+            out = self.d_logits(self.G(self.noise(batch))).float()
+        loss = self.bce(out, 1.0)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+        return loss.detach()
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """G(z) as images in [-1, 1], without gradients and without moving BatchNorm running statistics."""

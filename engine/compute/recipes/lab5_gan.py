@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.compute.data import Splits, select_classes
+from engine.compute.data.splits import Splits, select_classes
 from engine.compute.recipes.bce_gan import BCEGANTrainer
 
 
@@ -43,18 +43,6 @@ class Lab5GANTrainer(BCEGANTrainer):
         self.opt_d.step()
         return (loss_real + loss_fake).detach(), torch.sigmoid(out_real.detach()).mean(), \
             torch.sigmoid(out_fake.detach()).mean()
-
-    def train_generator(self, batch: int) -> torch.Tensor:
-        """Fresh noise -> G -> D, BCE against "real", one step of G only."""
-        self.D.requires_grad_(False)
-        with self.rt.autocast():
-            out = self.d_logits(self.G(self.noise(batch))).float()
-        loss = self.bce(out, 1.0)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_g.step()
-        self.D.requires_grad_(True)
-        return loss.detach()
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, step_in_epoch: int) -> torch.Tensor:
         b = x.shape[0]

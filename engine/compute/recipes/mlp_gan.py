@@ -33,17 +33,9 @@ class MLPGANTrainer(BCEGANTrainer):
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
-        # generator: fresh noise, label "real"
-        self.D.requires_grad_(False)
-        with self.rt.autocast():
-            g_out = self.D(self.G(self.noise(b))).float()
-        g_loss = self.bce(g_out, 1.0)
-        self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.opt_g.step()
-        self.D.requires_grad_(True)
+        g_loss = self.train_generator(b)  # fresh noise, label "real"
         scores = torch.sigmoid(out.detach())
-        return torch.stack([d_loss.detach(), g_loss.detach(), scores[:b].mean(), scores[b:].mean()])
+        return torch.stack([d_loss.detach(), g_loss, scores[:b].mean(), scores[b:].mean()])
 
 
 TRAINER = MLPGANTrainer

@@ -18,7 +18,10 @@ import time
 import traceback
 from pathlib import Path
 
-from engine.control.viz_spec import METRICS_FILE, VizSpecError, read_job
+from engine.control.paths import METRICS_FILE
+from engine.control.records import START, MetricsWriter
+from engine.control.run_dir import read_job
+from engine.control.viz_spec import VizSpecError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -60,13 +63,8 @@ def _main(argv: list[str] | None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
 
-    from engine.control.record_writer import MetricsWriter  # torch-free
-
-    metrics = MetricsWriter(job_dir / METRICS_FILE)
-
-    def end(status: str, code: int, error: str | None = None) -> int:
-        metrics.end(status, error, who="viz")
-        return code
+    metrics = MetricsWriter(job_dir / METRICS_FILE, who="viz")
+    end = metrics.exit_with
 
     try:
         spec = read_job(job_dir)
@@ -93,7 +91,7 @@ def _main(argv: list[str] | None) -> int:
         if job.params.get("threads"):
             torch.set_num_threads(job.params["threads"])
         torch.manual_seed(job.params.get("seed", 0))
-        metrics.write({"kind": "start", "viz": job.kind, "time": time.time(), "pid": os.getpid(),
+        metrics.write({"kind": START, "viz": job.kind, "time": time.time(), "pid": os.getpid(),
                        "host": socket.gethostname(), "device": str(job.device), "run_dir": str(job.run_dir),
                        "checkpoint": job.checkpoint, "baseline_run_dir": base,
                        "baseline_checkpoint": spec["baseline_checkpoint"], "params": job.params})

@@ -1,8 +1,8 @@
 """The course's image-space gradient ascent (002, Part 2: "Synthetic Images Maximizing ...").
 
 Start from the mean test image, and per iteration move every image along the gradient of its own target
-(a class logit, or one pooled feature), shrink it toward grey with the seed's weight decay
-`X -= weight_decay * X * |X|`, and clamp it to the valid range [-1, 1]. The seed writes the loss as the
+(a class logit, or one pooled feature), shrink it toward grey with the course's weight decay
+`X -= weight_decay * X * |X|`, and clamp it to the valid range [-1, 1]. The course writes the loss as the
 negated target and steps `X - lr * grad(loss)`; adding `lr * grad(target)` is the same step.
 """
 

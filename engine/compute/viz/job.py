@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from engine.control.record_writer import MetricsWriter
+from engine.control.records import ARTIFACT, PROGRESS, RESULT, MetricsWriter
 
 PROGRESS_EVERY_S = 0.5
 
@@ -57,7 +57,7 @@ class Job:
         if not force and now - self._last_progress < PROGRESS_EVERY_S and done < total:
             return
         self._last_progress = now
-        rec: dict[str, Any] = {"kind": "progress", "done": int(done), "total": int(total)}
+        rec: dict[str, Any] = {"kind": PROGRESS, "done": int(done), "total": int(total)}
         if what:
             rec["what"] = what
         if self.part:
@@ -76,14 +76,14 @@ class Job:
         return self.out_dir / name
 
     def artifact(self, path: Path, what: str) -> None:
-        rec: dict[str, Any] = {"kind": "artifact", "path": str(path.relative_to(self.root_dir)), "what": what}
+        rec: dict[str, Any] = {"kind": ARTIFACT, "path": str(path.relative_to(self.root_dir)), "what": what}
         self.outputs.append(path)
         if self.part:
             rec["part"] = self.part
         self.metrics.write(rec)
 
     def write_result(self, numbers: dict[str, Any]) -> None:
-        rec: dict[str, Any] = {"kind": "result", "viz": self.kind, "time": time.time()}
+        rec: dict[str, Any] = {"kind": RESULT, "viz": self.kind, "time": time.time()}
         if self.part:
             rec["part"] = self.part
         rec.update(numbers)

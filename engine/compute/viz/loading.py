@@ -5,7 +5,6 @@ says what to do, because the person reading it is choosing a run and an epoch in
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +13,16 @@ from typing import Any
 import torch
 
 from engine.compute.checkpoint import CheckpointError, load_checkpoint
-from engine.compute.data import DataError, DeviceData, conform, load_splits, to_unit_range
-from engine.compute.models.acgan import DConfig, Discriminator, GConfig, Generator
+from engine.compute.data.device_data import DeviceData, to_unit_range
+from engine.compute.data.sources import load_splits
+from engine.compute.data.splits import DataError, conform
+from engine.compute.models.acgan import ACGANDConfig, ACGANDiscriminator, ACGANGConfig, ACGANGenerator
 from engine.compute.viz.job import Job, JobFailed
-from engine.control.viz_spec import kept_epochs, missing_checkpoint_message  # noqa: F401 - re-exported
+from engine.control.errors import ConfigError
+from engine.control.paths import METRICS_FILE
+from engine.control.records import read_all
+from engine.control.run_dir import read_run_config
+from engine.control.viz_spec import missing_checkpoint_message
 
 SAMPLE_RE = re.compile(r"^epoch_(\d+)\.png$")
 
@@ -32,8 +37,8 @@ class LoadedRun:
     epoch: int
     classes: list[str]
     data_shape: list[int]  # [C, H, W]
-    D: Discriminator
-    G: Generator | None
+    D: ACGANDiscriminator
+    G: ACGANGenerator | None
 
     @property
     def recipe(self) -> str:
@@ -69,12 +74,12 @@ def load_run(job: Job, run_dir: Path, checkpoint: str) -> LoadedRun:
     if "D" not in models:
         raise JobFailed(f"checkpoint {path} holds no discriminator (models: {', '.join(models)})")
     try:
-        D = Discriminator(DConfig(width=cfg["width"], in_channels=channels, image_size=size,
-                                  num_classes=len(classes), leaky_slope=cfg.get("leaky_slope", 0.01)))
+        D = ACGANDiscriminator(ACGANDConfig(width=cfg["width"], in_channels=channels, image_size=size,
+                                            num_classes=len(classes), leaky_slope=cfg.get("leaky_slope", 0.01)))
         D.load_state_dict(models["D"])
         G = None
         if "G" in models:
-            G = Generator(GConfig(width=cfg["width"], n_z=cfg["n_z"], out_channels=channels))
+            G = ACGANGenerator(ACGANGConfig(width=cfg["width"], n_z=cfg["n_z"], out_channels=channels))
             G.load_state_dict(models["G"])
     except (KeyError, RuntimeError) as e:
         raise JobFailed(f"checkpoint {path} does not fit the models of its config "
@@ -105,40 +110,25 @@ def load_test_data(job: Job, run: LoadedRun) -> DeviceData:
 
 
 def first_test_batch(data: DeviceData, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The seed's `testloader.next()`: the first `batch_size` test images in order, in [-1, 1]."""
+    """The course's `testloader.next()`: the first `batch_size` test images in order, in [-1, 1]."""
     n = min(batch_size, data.num_test)
     return to_unit_range(data.x_test[:n]), data.y_test[:n]
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "config.json"
+    """The run's config.json, validated (engine/control/run_dir.py)."""
     try:
-        cfg = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise JobFailed(f"run folder {run_dir} has no config.json (is it a run folder?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise JobFailed(f"{path} is unreadable: {' '.join(str(e).split())[:200]}") from None
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("recipe"), str):
-        raise JobFailed(f"{path} holds no recipe")
-    return cfg
+        return read_run_config(run_dir)
+    except ConfigError as e:
+        raise JobFailed(str(e)) from None
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """Every whole record of the run's metrics.jsonl (a half-written last line is skipped)."""
-    path = run_dir / "metrics.jsonl"
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise JobFailed(f"run {run_dir.name} has no metrics.jsonl: it never started") from None
-    out = []
-    for line in text.splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
+    """Every record of the run's metrics.jsonl (engine/control/records.py; a cut last line is skipped)."""
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        raise JobFailed(f"run {run_dir.name} has no metrics.jsonl: it never started")
+    return read_all(path)
 
 
 def sample_grids(run_dir: Path) -> dict[int, Path]:

@@ -1,7 +1,7 @@
 """`max_class`: one synthetic image per class that maximizes its fc10 output (002, Part 2).
 
 Starts from the mean test image (one copy per class) and ascends each copy's own class logit with the
-seed's step (lr 0.1, weight decay 0.001, 200 iterations, clamped). The result says how the model itself
+course's step (lr 0.1, weight decay 0.001, 200 iterations, clamped). The result says how the model itself
 classifies the final images: the accuracy (target class = argmax) and the softmax confidence per class.
 """
 

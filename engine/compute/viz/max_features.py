@@ -1,7 +1,7 @@
 """`max_features`: images that maximize the first 100 pooled features of one conv layer (002, Part 2).
 
 Image i starts as the mean test image and ascends feature i of `D.features(x, layer)` (the max-pooled
-activations after conv layer `layer`) with the seed's step. Early layers see small patches, so their
+activations after conv layer `layer`) with the course's step. Early layers see small patches, so their
 images show small repeated textures; layer 8 sees the whole image. A model narrower than 100 channels
 has fewer features; the grid then has fewer rows (the result says how many).
 """

@@ -17,12 +17,12 @@ from engine.compute.viz.job import Job
 from engine.compute.viz.loading import first_test_batch, load_run, load_test_data
 from engine.compute.viz.render import save_image_grid
 
-SHOWN = 100  # the seed plots samples[0:100]
+SHOWN = 100  # the course plots samples[0:100]
 
 
 def perturb_batch(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
                   step: float) -> dict[str, torch.Tensor]:
-    """The seed's computation; returns the gradient, the perturbed batch and both predictions."""
+    """The course's computation; returns the gradient, the perturbed batch and both predictions."""
     x = x.detach().clone().requires_grad_(True)
     _, logits = model(x)
     alternative = (y + 1) % num_classes

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from engine.compute.data import to_unit_range
+from engine.compute.data.device_data import to_unit_range
 from engine.compute.recipes.acgan import class_noise
 from engine.compute.viz.fidelity import fid_and_is
 from engine.compute.viz.frechet import frechet_distance

@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from engine.compute.imaging import save_grid  # noqa: E402
 from engine.control.paths import write_bytes_atomic  # noqa: E402
 
-GRID_SCALE = 2  # a 10x10 grid of 32px images becomes 684x684 px (the seed's plot() is 10x10 inches)
+GRID_SCALE = 2  # a 10x10 grid of 32px images becomes 684x684 px (the course's plot() is 10x10 inches)
 
 
 def save_image_grid(images: torch.Tensor, path: Path, nrow: int = 10) -> None:

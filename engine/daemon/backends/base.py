@@ -14,11 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-class BackendError(RuntimeError):
-    """A submission, query or cancel that failed; the message is one line naming the cause."""
-
-
 # Slurm job state -> (ganmgr status, resumable, words shown to the user).
 # `resumable`: the job was ended from outside (wall-time limit, preemption, a node failure), not by the run
 # itself, so a new job can continue from checkpoints/last.pt. The statuses are the store's existing ones;

@@ -9,8 +9,8 @@ FAILED 0:15 and the worker ran on as an orphan; a bash `trap` that forwards TERM
 scancel delivers TERM twice, once from Slurm to every process and once forwarded.)
 
 Output goes to RUN_DIR/log.txt with `--open-mode=append`, so every segment of a long run adds to one log.
-Every option is checked against a strict pattern before it reaches a `#SBATCH` line, and every value the
-shell part uses is quoted with shlex, so nothing in a run's options or paths can inject shell code.
+Every option is checked (engine/control/slurm_options.py) before it reaches a `#SBATCH` line, and every
+value the shell part uses is quoted with shlex, so nothing in a run's options or paths can inject shell code.
 
 State: `scontrol show job` while the controller knows the job (pending, running, and finished jobs younger
 than MinJobAge); after that `sacct` (with accounting storage) or `sacct -c` (jobcomp/filetxt), retried
@@ -28,197 +28,25 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from engine.control.paths import write_bytes_atomic
-from engine.daemon.backends.base import Backend, BackendError, ClusterState, map_slurm_state
+from engine.control.errors import BackendError
+from engine.control.paths import CONFIG_FILE, open_log, write_bytes_atomic
+from engine.control.slurm_options import MAX_ARRAY, SlurmOptions, check_extra, safe_path
+from engine.daemon.backends.base import Backend, ClusterState, map_slurm_state
 
 SCRIPT_NAME = "job.sbatch"
 ARRAY_SCRIPT_NAME = "array.sbatch"
 ARRAY_LIST_NAME = "runs.txt"
-DEFAULT_GRACE_S = 120  # the warning comes this long before the limit (Slurm may send it up to 60 s earlier)
 COMMAND_TIMEOUT_S = 60.0
-MAX_ARRAY = 10000
-INT_FIELDS = ("cpus_per_task", "grace_s", "max_parallel")
-
-# Patterns for everything that ends up on a #SBATCH line: no whitespace, quotes, '$', '`', ';', '%' or '\'.
-_NAME = r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}"
-NAME_RE = re.compile(rf"^{_NAME}$")
-PARTITION_RE = re.compile(rf"^{_NAME}(,{_NAME}){{0,15}}$")
-TIME_RE = re.compile(r"^(\d{1,7}(:\d{1,2}){0,2}|\d{1,5}-\d{1,2}(:\d{1,2}){0,2}|UNLIMITED|INFINITE)$")
-GRES_RE = re.compile(r"^[A-Za-z0-9_]+(:[A-Za-z0-9_.-]+){0,2}(,[A-Za-z0-9_]+(:[A-Za-z0-9_.-]+){0,2}){0,7}$")
-MEM_RE = re.compile(r"^\d{1,9}[KMGT]?$")
-EXTRA_RE = re.compile(r"^--([a-z][a-z0-9-]{0,39})(=([A-Za-z0-9_.:,/@+=-]{1,200}))?$")
-PATH_RE = re.compile(r"^/[A-Za-z0-9_./+,:@=-]{0,4000}$")
 JOB_ID_RE = re.compile(r"^\d{1,12}(_\d{1,6})?$")
-# sbatch options ganmgr sets itself: an --extra-sbatch must not change where output goes, the warning,
-# the working directory or the array layout
-RESERVED = frozenset({"output", "error", "input", "open-mode", "signal", "array", "chdir", "wrap", "parsable",
-                      "export-file", "batch", "wait", "test-only", "help", "usage", "version"})
-# options with a field of their own (SlurmOptions): through --extra-sbatch they would skip its checks
-OWN_FIELDS = frozenset({"partition", "time", "gres", "account", "qos", "cpus-per-task", "mem", "job-name"})
-
-
-@dataclass(frozen=True)
-class SlurmOptions:
-    """What a run asks of Slurm. Every field is validated; `extra` holds long options (`--key=value`)."""
-
-    partition: str | None = None
-    time: str | None = None  # sbatch --time: MIN, MIN:SEC, H:MIN:SEC, D-H, D-H:MIN, D-H:MIN:SEC
-    gres: str | None = None  # e.g. gpu:1, gpu:a100:2
-    account: str | None = None
-    qos: str | None = None
-    cpus_per_task: int | None = None
-    mem: str | None = None  # e.g. 16G
-    grace_s: int = DEFAULT_GRACE_S  # the warning signal's lead before the wall-time limit
-    job_name: str | None = None
-    extra: tuple[str, ...] = field(default_factory=tuple)
-    max_parallel: int | None = None  # a sweep's array: at most this many tasks at once (`--array=...%K`)
-
-    @classmethod
-    def coerce(cls, options: SlurmOptions | Mapping[str, Any] | None) -> SlurmOptions:
-        """A validated SlurmOptions from itself, a mapping (the store's JSON, CLI flags) or None."""
-        if options is None:
-            return cls().validated()
-        if isinstance(options, SlurmOptions):
-            return options.validated()
-        if not isinstance(options, Mapping):
-            raise BackendError(f"slurm options must be a mapping, not {type(options).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise BackendError(f"unknown slurm option {unknown[0]!r}; known: {', '.join(sorted(known))}")
-        values = dict(options)
-        for name in INT_FIELDS:  # flags and form fields arrive as text: "8" is 8 (anything else is refused below)
-            if isinstance(values.get(name), str) and values[name].strip().isdigit():
-                values[name] = int(values[name])
-        extra = values.get("extra")
-        if isinstance(extra, str):
-            values["extra"] = parse_extra(extra)
-        elif extra is not None:
-            if not isinstance(extra, (list, tuple)) or not all(isinstance(x, str) for x in extra):
-                raise BackendError("slurm option extra must be a list of --key=value strings")
-            values["extra"] = tuple(extra)
-        else:
-            values.pop("extra", None)
-        return cls(**values).validated()
-
-    def validated(self) -> SlurmOptions:
-        for name, pattern, what in (("partition", PARTITION_RE, "a partition name (or a comma list)"),
-                                    ("account", NAME_RE, "an account name"), ("qos", NAME_RE, "a QOS name"),
-                                    ("job_name", NAME_RE, "a job name"),
-                                    ("time", TIME_RE, "a Slurm time (MIN, H:MM:SS, D-HH:MM:SS or UNLIMITED)"),
-                                    ("gres", GRES_RE, "a GRES list such as gpu:1 or gpu:a100:2"),
-                                    ("mem", MEM_RE, "a memory size such as 16G or 4000M")):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if not isinstance(value, str) or not pattern.match(value):
-                raise BackendError(f"slurm {name}={value!r} is not {what}")
-        if self.cpus_per_task is not None and (
-                isinstance(self.cpus_per_task, bool) or not isinstance(self.cpus_per_task, int)
-                or not 1 <= self.cpus_per_task <= 4096):
-            raise BackendError(f"slurm cpus_per_task={self.cpus_per_task!r} must be an integer 1-4096")
-        if isinstance(self.grace_s, bool) or not isinstance(self.grace_s, int) or not 0 <= self.grace_s <= 65535:
-            raise BackendError(f"slurm grace_s={self.grace_s!r} must be whole seconds, 0-65535")
-        limit = time_limit_seconds(self.time) if self.time else None
-        if limit is not None and self.grace_s and self.grace_s >= limit:
-            raise BackendError(f"slurm grace_s={self.grace_s} must be shorter than the time limit "
-                               f"{self.time} ({limit} s)")
-        if self.max_parallel is not None and (isinstance(self.max_parallel, bool)
-                                              or not isinstance(self.max_parallel, int)
-                                              or not 1 <= self.max_parallel <= MAX_ARRAY):
-            raise BackendError(f"slurm max_parallel={self.max_parallel!r} must be an integer 1-{MAX_ARRAY}")
-        for opt in self.extra:
-            check_extra(opt)
-        return replace(self, extra=tuple(self.extra))
-
-    def sbatch_options(self) -> list[str]:
-        """The `--key=value` options these fields stand for (the warning signal included)."""
-        out = []
-        for name, flag in (("partition", "partition"), ("time", "time"), ("gres", "gres"),
-                           ("account", "account"), ("qos", "qos"), ("cpus_per_task", "cpus-per-task"),
-                           ("mem", "mem")):
-            value = getattr(self, name)
-            if value is not None:
-                out.append(f"--{flag}={value}")
-        if self.grace_s:
-            out.append(f"--signal=B:TERM@{self.grace_s}")
-        out.extend(self.extra)
-        return out
-
-
-def parse_extra(text: str) -> tuple[str, ...]:
-    """`--extra-sbatch "--constraint=a100 --exclusive"`: split like a shell would, each option checked."""
-    try:
-        items = shlex.split(text)
-    except ValueError as e:
-        raise BackendError(f"--extra-sbatch {text!r} does not parse: {e}") from None
-    for item in items:
-        check_extra(item)
-    return tuple(items)
-
-
-def check_extra(opt: str, *, own_fields: bool = True) -> str:
-    """One `--key[=value]` for sbatch. sbatch (getopt_long) takes any unique prefix of an option, so
-    `--out=` is `--output=`: a key that starts a reserved name is refused as well as the name itself.
-    `own_fields=False` lets the supervisor's own overrides (`--time=` of a resubmission) through."""
-    m = EXTRA_RE.match(opt) if isinstance(opt, str) else None
-    if m is None:
-        raise BackendError(f"extra sbatch option {opt!r} must look like --key=value (letters, digits and "
-                           f"_ . : , / @ + = - only, no spaces or quotes)")
-    key = m.group(1)
-    for name in sorted(RESERVED):
-        if name.startswith(key):
-            alias = "" if name == key else f" (short for --{name})"
-            raise BackendError(f"extra sbatch option --{key}{alias} is set by ganmgr and cannot be changed")
-    if own_fields:
-        for name in sorted(OWN_FIELDS):
-            if name.startswith(key):
-                alias = "" if name == key else f" (short for --{name})"
-                raise BackendError(f"extra sbatch option --{key}{alias} has its own option in ganmgr; use "
-                                   f"that (it is checked there)")
-    return opt
-
-
-def time_limit_seconds(text: str) -> int | None:
-    """Seconds in an sbatch --time value; None for UNLIMITED/INFINITE."""
-    if text in ("UNLIMITED", "INFINITE"):
-        return None
-    if not TIME_RE.match(text):
-        raise BackendError(f"slurm time={text!r} is not a Slurm time (MIN, H:MM:SS, D-HH:MM:SS)")
-    days = 0
-    clock = text.split("-", 1)[-1].split(":")
-    if any(int(p) >= 60 for p in clock[1:]):  # minutes and seconds after the first field (sbatch refuses 1:99)
-        raise BackendError(f"slurm time={text!r} has minutes or seconds of 60 or more")
-    if "-" in text:
-        d, text = text.split("-", 1)
-        days = int(d)
-        parts = [int(p) for p in text.split(":")]
-        h, m, s = (parts + [0, 0])[:3]
-        return ((days * 24 + h) * 60 + m) * 60 + s
-    parts = [int(p) for p in text.split(":")]
-    if len(parts) == 1:
-        return parts[0] * 60
-    if len(parts) == 2:
-        return parts[0] * 60 + parts[1]
-    return (parts[0] * 60 + parts[1]) * 60 + parts[2]
-
-
-def safe_path(path: Path, what: str) -> str:
-    """An absolute path that may stand on a #SBATCH line (sbatch has its own quoting there)."""
-    text = str(path)
-    if not PATH_RE.match(text) or "/../" in text + "/":
-        raise BackendError(f"{what} {text!r} cannot go into a batch script: use a path of letters, digits "
-                           f"and _ . / + , : @ = - (no spaces or %)")
-    return text
 
 
 def source_root() -> Path:
     """The checkout whose `engine` package the job must import (as launcher.worker_env does)."""
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[3]  # engine/daemon/backends/slurm.py -> the checkout
 
 
 @dataclass
@@ -238,7 +66,7 @@ class SlurmBackend(Backend):
     def _preamble(self, opts: SlurmOptions, job_name: str, output: str, chdir: str | None,
                   array: str | None = None) -> list[str]:
         lines = ["#!/bin/bash",
-                 "# Written by ganmgr (engine/backends/slurm.py). Re-submit by hand with: sbatch THIS_FILE",
+                 "# Written by ganmgr (engine/daemon/backends/slurm.py). Re-submit by hand with: sbatch THIS_FILE",
                  f"#SBATCH --job-name={job_name}",
                  f"#SBATCH --output={output}",
                  "#SBATCH --open-mode=append"]
@@ -280,7 +108,7 @@ class SlurmBackend(Backend):
         write_bytes_atomic(path, self.script_text(run_dir, options).encode())
         os.chmod(path, 0o700)  # the owner may run or re-submit it; nobody else reads the paths in it
         # slurmstepd would create the --output file with the submitter's umask (often 022): make it 0600 now
-        os.close(os.open(run_dir / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        os.close(open_log(run_dir))
         return path
 
     # --- submitting ---------------------------------------------------------------------------------
@@ -516,7 +344,7 @@ def _check_job_id(job_id: str) -> None:
 
 def _run_folder(run_dir: Path) -> Path:
     run_dir = Path(run_dir).resolve()
-    if not (run_dir / "config.json").is_file():
+    if not (run_dir / CONFIG_FILE).is_file():
         raise BackendError(f"{run_dir} is not a run folder (no config.json)")
     return run_dir
 

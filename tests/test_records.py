@@ -1,4 +1,4 @@
-"""engine.control.records: whole lines only, malformed lines skipped, truncation/replacement, resume."""
+"""engine.control.records: whole lines only, malformed lines skipped, truncation/replacement, the writer."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ import json
 import os
 from pathlib import Path
 
-from engine.control.records import MetricsTail, read_all
+from engine.control.records import (
+    END,
+    EPOCH,
+    TRAIN,
+    MetricsTail,
+    MetricsWriter,
+    attempt_end,
+    line_end_offset,
+    read_all,
+)
 
 
 def line(**record: object) -> bytes:
@@ -115,3 +124,27 @@ def test_read_all(tmp_path: Path) -> None:
     assert read_all(path) == [{"step": 1}, {"step": 2}, {"kind": "end", "status": "completed"}]
     append(path, b"\n" + b'{"cut by a cra')
     assert read_all(path)[-1] == {"kind": "end", "status": "completed"}
+
+
+def test_backlog_is_read_in_slices_until_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    append(path, b"".join(line(step=i) for i in range(10)))
+    tail = MetricsTail(path)
+    assert len(line(step=0)) == 12
+    assert [r["step"] for r in tail.read_backlog(max_reads=2, max_bytes=30)] == [0, 1, 2, 3]  # 2 lines a slice
+    assert [r["step"] for r in tail.read_backlog()] == list(range(4, 10))
+
+
+def test_the_writer_cuts_a_half_line_and_ends_with_an_end_record(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    append(path, line(kind=TRAIN, step=1) + b'{"kind": "train", "st')  # a crash mid-record
+    writer = MetricsWriter(path)
+    writer.write({"kind": EPOCH, "epoch": 1, "loss": float("nan")})
+    writer.end("failed", "boom")
+    got = read_all(path)
+    assert [r["kind"] for r in got] == [TRAIN, EPOCH, END]
+    assert got[1]["loss"] is None  # JSON has no NaN
+    assert got[2]["status"] == "failed" and got[2]["error"] == "boom"
+    assert attempt_end(path, since=got[2]["time"]) == got[2]
+    assert attempt_end(path, since=got[2]["time"] + 1) is None  # an older attempt's end is history
+    assert line_end_offset(path) == path.stat().st_size

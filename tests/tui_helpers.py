@@ -1,4 +1,5 @@
-"""Builders for the TUI tests and benchmarks: real store rows in every status, metrics files, sample PNGs.
+"""Helpers of the TUI tests and benchmarks: real store rows in every status, metrics files, sample PNGs, and
+driving the app (a pilot, its waits, the text a widget shows).
 
 Rows are made with the same functions the product uses (engine.control.submit.create_run for a run
 with its folder, store.runs for the status transitions), so the TUI reads exactly what it would read
@@ -15,13 +16,17 @@ import random
 import struct
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.control.config import resolve_config
 from engine.control.procs import process_start_token
 from engine.control.submit import create_run
 from store import runs as store_runs
-from store.views import STATUSES, RunView
+from store.lifecycle import STATUSES
+from store.views import RunView
+
+if TYPE_CHECKING:
+    from tui.screens.run_detail import RunScreen
 
 LOSSES = ("gp", "d_fake_source", "d_real_source", "d_real_class", "d_fake_class")
 
@@ -52,7 +57,7 @@ def make_run(home: Path, status: str = "queued", *, recipe: str = "acgan-wgangp"
     return store_runs.set_status(home, view.id, status, **fields)
 
 
-def seed_every_status(home: Path) -> dict[str, RunView]:
+def runs_in_every_status(home: Path) -> dict[str, RunView]:
     """One run per status, named after it (`run-completed`, ...)."""
     out = {}
     for i, status in enumerate(STATUSES):
@@ -182,6 +187,19 @@ async def wait_for(pilot, predicate, timeout: float = 15.0, what: str = "conditi
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await pilot.pause(0.05)
+
+
+async def open_run(app, pilot, run_id: int) -> RunScreen:
+    """Select `run_id` in the runs table, press enter, and return the run screen once it is shown."""
+    from tui.screens.run_detail import RunScreen
+    from tui.widgets.runs_table import RunsTable
+
+    table = app.runs_screen.query_one(RunsTable)
+    await wait_for(pilot, lambda: run_id in table.run_ids, what="the run in the table")
+    table.select_run(run_id)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="the run screen")
+    return app.screen
 
 
 def hold_supervisor_lock(home: Path) -> int:

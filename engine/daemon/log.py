@@ -1,0 +1,11 @@
+"""The supervisor's log: one stamped line per event on stdout, which the launcher sends to HOME/supervisor.log."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def log(msg: str) -> None:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    print(f"{stamp} supervisor[{os.getpid()}] {msg}", flush=True)

@@ -1,0 +1,138 @@
+"""`ganmgr settings`: the store's queue, backend and Slurm defaults, and the runs root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from store import settings as store_settings
+from store.checks import BACKENDS
+from store.db import db_path
+from tui.cli.args import EXIT_OK, CliError, _float, _int, gpu_list, grace_seconds, max_concurrent, shown
+
+
+def cmd_settings(args: argparse.Namespace, home: Path) -> int:
+    from engine.control.submit import cancel_grace_s
+
+    changes = {k: v for k, v in (("max_concurrent", args.max_concurrent), ("gpus", args.gpus),
+                                 ("cancel_grace_s", args.cancel_grace),
+                                 ("viz_max_concurrent", args.viz_max_concurrent), ("backend", args.backend),
+                                 ("max_segments", args.max_segments), ("slurm_poll_s", args.slurm_poll))
+               if v is not None}
+    if args.slurm_defaults:
+        changes["slurm_options"] = _slurm_defaults(home, args.slurm_defaults)
+    if args.runs_root is not None:
+        changes["runs_root"] = _runs_root_setting(home, args.runs_root)
+        from engine.control.runs_root import known_roots
+
+        used = [str(r) for r in known_roots(home)[1:]]  # the folders made under an older root stay valid
+        changes["runs_roots_used"] = sorted({*used, *([changes["runs_root"]] if changes["runs_root"] else [])})
+    for key, value in changes.items():
+        store_settings.set_setting(home, key, value)
+    if db_path(home).exists():
+        settings = store_settings.get_settings(home)
+    else:
+        settings = json.loads(json.dumps(store_settings.DEFAULT_SETTINGS))
+    settings["cancel_grace_s"] = cancel_grace_s(settings)
+    if args.json:
+        print(json.dumps(settings, allow_nan=False, sort_keys=True))
+        return EXIT_OK
+    print(f"max_concurrent  {settings['max_concurrent']}    runs the supervisor keeps going at once")
+    gpus = ",".join(str(g) for g in settings.get("gpus") or []) or "none"
+    print(f"gpus            {gpus:<4}    handed out through CUDA_VISIBLE_DEVICES ('none': not assigned)")
+    print(f"cancel_grace_s  {settings['cancel_grace_s']:<4g}    seconds from SIGTERM to SIGKILL on cancel")
+    viz_slots = settings.get("viz_max_concurrent", 1)
+    print(f"viz_max_concurrent {viz_slots:<4} visualization jobs the supervisor runs at once")
+    print(f"runs_root       {settings.get('runs_root') or home}    where new run folders go")
+    print(f"backend         {settings.get('backend', 'local'):<6}  where new runs run (local, slurm)")
+    slurm = settings.get("slurm_options") or {}
+    if slurm or settings.get("backend") == "slurm":
+        words = "  ".join(f"{k}={v}" for k, v in slurm.items()) or "none"
+        print(f"slurm_options   {words}")
+        print(f"max_segments    {settings.get('max_segments', 20):<6}  jobs a run may span (wall-time limits)")
+        print(f"slurm_poll_s    {settings.get('slurm_poll_s', 5):<6g}  seconds between squeue polls")
+    if changes:
+        from engine.control.launcher import ensure_supervisor
+        from engine.control.reconcile import supervisor_work_pending
+
+        if supervisor_work_pending(home):
+            ensure_supervisor(home)  # a raised max_concurrent takes effect on its next tick
+    return EXIT_OK
+
+
+def _runs_root_setting(home: Path, text: str) -> str | None:
+    """`--runs-root DIR`: an absolute folder (made 0700) that may stand on a #SBATCH line; 'home' clears it."""
+    from engine.control.errors import BackendError
+    from engine.control.slurm_options import safe_path
+
+    if text.strip().lower() == "home":
+        return None
+    if not text.strip() or "\x00" in text:
+        raise CliError("--runs-root needs a folder")
+    if not os.path.isabs(os.path.expanduser(text)):
+        raise CliError(f"--runs-root {shown(text)} must be an absolute path (the compute nodes resolve it)")
+    root = Path(os.path.expanduser(text)).resolve()
+    if root.parent == root:
+        raise CliError("--runs-root / would make every folder the store's; pick a folder of its own")
+    try:
+        safe_path(root, "--runs-root")
+    except BackendError as e:
+        raise CliError(str(e)) from None
+    if root == home:
+        return None
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise CliError(f"--runs-root {root}: {e.strerror or e}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise CliError(f"--runs-root {root} is not writable")
+    return str(root)
+
+
+def _slurm_defaults(home: Path, items: list[str]) -> dict[str, Any]:
+    """The store's default Slurm options changed by KEY=VALUE items (KEY= drops one), validated whole."""
+    from dataclasses import asdict
+
+    from engine.control.errors import BackendError
+    from engine.control.slurm_options import SlurmOptions
+
+    current = dict((store_settings.get_settings(home) if db_path(home).exists() else {}).get("slurm_options") or {})
+    for item in items:
+        key, eq, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not key:
+            raise CliError(f"--slurm-default {shown(item)} must be KEY=VALUE")
+        if not value:
+            current.pop(key, None)
+            continue
+        current[key] = value
+    try:
+        opts = SlurmOptions.coerce(current)
+    except BackendError as e:
+        raise CliError(str(e)) from None
+    # only the keys given, as coerce reads them (whole numbers as numbers, extra as a list)
+    return {k: list(v) if k == "extra" else v for k, v in asdict(opts).items() if k in current}
+
+
+def add_parsers(sub: Any) -> None:
+    """`settings`."""
+    settings = sub.add_parser("settings", help="show or change the store's queue settings")
+    settings.add_argument("--max-concurrent", type=max_concurrent, metavar="N", help="runs at once")
+    settings.add_argument("--gpus", type=gpu_list, metavar="0,1,...", help="GPUs to hand out ('none': no assignment)")
+    settings.add_argument("--cancel-grace", type=grace_seconds, metavar="S", help="seconds from SIGTERM to SIGKILL")
+    settings.add_argument("--viz-max-concurrent", type=max_concurrent, metavar="N",
+                          help="visualization jobs at once (their own slots; default 1)")
+    settings.add_argument("--backend", choices=BACKENDS, help="where new runs run unless `run --backend` says")
+    settings.add_argument("--max-segments", type=_int, metavar="N",
+                          help="slurm: jobs a run may span across wall-time limits (default 20)")
+    settings.add_argument("--slurm-poll", type=_float, metavar="S", help="slurm: seconds between squeue polls")
+    settings.add_argument("--slurm-default", dest="slurm_defaults", action="append", default=[],
+                          metavar="KEY=VALUE", help="slurm: a default option for new runs (partition=gpu, "
+                          "time=04:00:00...; KEY= removes it; repeatable)")
+    settings.add_argument("--runs-root", metavar="DIR", help="where new run folders go, e.g. a shared "
+                          "filesystem the Slurm nodes see ('home': back to the store's folder)")
+    settings.add_argument("--json", action="store_true", help="as JSON")
