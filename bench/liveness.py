@@ -104,14 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for r in range(args.repeats):
                 results["kill -9"].append(kill_9(home, npz, f"kill-{r}", rng))
-                print(f"round {r + 1}: kill -9 -> row settled       {results['kill -9'][-1]:6.2f} s", flush=True)
+                print(f"round {r + 1}: {'kill -9 -> row settled':<30}{results['kill -9'][-1]:6.2f} s", flush=True)
                 wait_supervisor_gone(home)
                 for stuck in (False, True):
                     kind = "cancel stuck" if stuck else "cancel obeying"
                     folder = base / f"{kind.replace(' ', '-')}-{r}"
                     results[kind].append(cancel(home, npz, f"{kind.replace(' ', '-')}-{r}", folder, stuck=stuck))
                     extra = f" ({results[kind][-1] - STUCK_GRACE_S:+.2f} s past the grace)" if stuck else ""
-                    print(f"round {r + 1}: {kind} -> group gone {results[kind][-1]:6.2f} s{extra}", flush=True)
+                    print(f"round {r + 1}: {kind + ' -> group gone':<30}{results[kind][-1]:6.2f} s{extra}",
+                          flush=True)
                     wait_supervisor_gone(home)
         finally:
             clean_up_store(home)

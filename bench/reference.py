@@ -1,14 +1,14 @@
-"""The seed's Part 1 training loops (002), re-implemented faithfully as the benchmark's baseline.
+"""The course's Part 1 training loops (002), re-implemented faithfully as the benchmark's baseline.
 
 This is how the course trains: a torchvision-style Dataset that turns every image into a PIL image and runs
 the per-image transform chain (RandomResizedCrop, ColorJitter, RandomHorizontalFlip, ToTensor, Normalize)
 in DataLoader worker processes; numpy noise and labels drawn on the host every step and copied over; two
-separate critic passes for fake and real images; the seed's `calc_gradient_penalty` (alpha drawn on the
+separate critic passes for fake and real images; the course's `calc_gradient_penalty` (alpha drawn on the
 host, expanded to the image shape); `.item()` of every logged value every step; fp32, default memory format,
-plain Adam. Only the speed of this code matters here, so nothing in it is "improved": where the seed's code
+plain Adam. Only the speed of this code matters here, so nothing in it is "improved": where the course's code
 cannot run as written it says so below.
 
-Deviation, forced: the seed writes `ColorJitter(brightness=0.1*torch.randn(1), ...)`, which current
+Deviation, forced: the course text writes `ColorJitter(brightness=0.1*torch.randn(1), ...)`, which current
 torchvision rejects (a 1-element tensor is neither a number nor a pair, and a negative magnitude is refused
 anyway). We use the fixed magnitudes 0.1/0.1/0.1 and hue 0.02, the ranges the engine's own augmentation
 draws from; any non-zero hue makes PIL go through HSV, which is the cost that matters.
@@ -28,11 +28,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from engine.compute.models.acgan import ACGANDConfig, ACGANDiscriminator, ACGANGConfig, ACGANGenerator
 
-SEED_NUM_WORKERS = 2  # the seed's DataLoader(num_workers=2)
+SEED_NUM_WORKERS = 2  # the course's DataLoader(num_workers=2)
 
 
 def transform_train():
-    """The seed's `transform_train` (see the module docstring for the ColorJitter magnitudes)."""
+    """The course's `transform_train` (see the module docstring for the ColorJitter magnitudes)."""
     from torchvision import transforms
 
     return transforms.Compose([
@@ -67,7 +67,7 @@ def seed_loader(x_nchw: np.ndarray, labels: np.ndarray, batch_size: int, num_wor
 
 
 class SeedBatches:
-    """Epoch after epoch a fresh `enumerate(trainloader)` (new workers, as the seed's loop), short batch skipped."""
+    """Epoch after epoch a fresh `enumerate(trainloader)` (new workers, as the course's loop), short batch skipped."""
 
     def __init__(self, loader: DataLoader, batch_size: int):
         self.loader = loader
@@ -84,7 +84,7 @@ class SeedBatches:
             except StopIteration:
                 self.iterator = iter(self.loader)
                 continue
-            if y.shape[0] < self.batch_size:  # the seed's `if(Y_train_batch.shape[0] < batch_size): continue`
+            if y.shape[0] < self.batch_size:  # the course's `if(Y_train_batch.shape[0] < batch_size): continue`
                 continue
             return x, y
 
@@ -100,7 +100,7 @@ class SeedBatches:
 
 
 def onehot_noise(batch_size: int, n_z: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """The seed's host-side draw: numpy labels and normal noise with the one-hot in the first dims."""
+    """The course's host-side draw: numpy labels and normal noise with the one-hot in the first dims."""
     label = np.random.randint(0, n_classes, batch_size)
     noise = np.random.normal(0, 1, (batch_size, n_z))
     label_onehot = np.zeros((batch_size, n_classes))
@@ -111,7 +111,7 @@ def onehot_noise(batch_size: int, n_z: int, n_classes: int) -> tuple[np.ndarray,
 
 def calc_gradient_penalty(netD: nn.Module, real_data: torch.Tensor, fake_data: torch.Tensor,
                           lam: float = 10.0) -> torch.Tensor:
-    """The seed's function: alpha drawn on the host and expanded, grad_outputs of ones, create_graph."""
+    """The course's function: alpha drawn on the host and expanded, grad_outputs of ones, create_graph."""
     batch_size = real_data.shape[0]
     c, h, w = real_data.shape[1:]
     alpha = torch.rand(batch_size, 1)
@@ -130,7 +130,7 @@ def calc_gradient_penalty(netD: nn.Module, real_data: torch.Tensor, fake_data: t
 
 @dataclass
 class SeedGAN:
-    """The seed's aD/aG, their Adams (betas (0, 0.9)) and the per-step logging lists."""
+    """The course's aD/aG, their Adams (betas (0, 0.9)) and the per-step logging lists."""
 
     aD: nn.Module
     aG: nn.Module
@@ -203,7 +203,7 @@ class SeedGAN:
 
 @dataclass
 class SeedBaseline:
-    """The seed's discriminator-only classifier loop (homework-3 style: loss and accuracy read every step)."""
+    """The course's discriminator-only classifier loop (homework-3 style: loss and accuracy read every step)."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer

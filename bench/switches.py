@@ -1,13 +1,13 @@
 """`python -m bench.switches`: what each fast-path switch is worth, one switch at a time, on this device.
 
-The engine as configured (`engine`) is timed against variants that differ in one switch: the seed's data
+The engine as configured (`engine`) is timed against variants that differ in one switch: the course's data
 pipeline feeding the engine's step (DataLoader workers + per-image PIL transforms instead of uint8 data on
-the device with one vectorized augmentation), the seed's two critic passes instead of one joint pass, a
-read-back of every metric every step (the seed's `.item()`s), single-tensor instead of foreach/fused Adam,
+the device with one vectorized augmentation), the course's two critic passes instead of one joint pass, a
+read-back of every metric every step (the course's `.item()`s), single-tensor instead of foreach/fused Adam,
 channels-last, fp32 instead of bf16 (CUDA), and `torch.compile`. All variants live in one process and
 take turns (round robin, `--repeats` rounds), so a noisy shared machine slows them alike; images/s are
 medians, `vs engine` the median of each round's ratio, and CPU ms per image (all threads and processes,
-the seed loader's workers included) is the cost that the machine's load does not change. Options as
+the course loader's workers included) is the cost that the machine's load does not change. Options as
 `bench.train_speed`; `--variants` picks a subset.
 """
 
@@ -41,10 +41,10 @@ class Variant:
 
 VARIANTS: tuple[Variant, ...] = (
     Variant("engine", "the engine as configured (the row every other one is compared with)"),
-    Variant("seed-data", "the seed's DataLoader (2 workers, per-image PIL transforms) feeds the step"),
-    Variant("two-critic-passes", "the seed's separate critic passes for fake and real images",
+    Variant("course-data", "the course's DataLoader (2 workers, per-image PIL transforms) feeds the step"),
+    Variant("two-critic-passes", "the course's separate critic passes for fake and real images",
             recipes=("acgan-wgangp",), attrs=(("joint_critic_pass", False),)),
-    Variant("read-every-step", "every metric read back to the host after every step (the seed's .item())"),
+    Variant("read-every-step", "every metric read back to the host after every step (the course's .item())"),
     Variant("single-tensor-adam", "Adam one parameter at a time (no foreach / fused)",
             attrs=(("runtime_overrides", {"optimizer": "single"}),)),
     Variant("channels-last", "channels-last weights and inputs",
@@ -56,8 +56,8 @@ VARIANTS: tuple[Variant, ...] = (
 )
 
 
-def _seed_feed(side: EngineSide, num_workers: int, splits) -> None:
-    """Replace the engine's on-device batches with the seed's DataLoader pipeline (fresh workers per run)."""
+def _course_feed(side: EngineSide, num_workers: int, splits) -> None:
+    """Replace the engine's on-device batches with the course's DataLoader pipeline (fresh workers per run)."""
     from bench import reference
 
     t = side.trainer
@@ -83,15 +83,15 @@ def build_side(variant: Variant, recipe: str, args: argparse.Namespace, workdir:
                log: Callable[[str], None]) -> EngineSide:
     side = EngineSide(recipe, args, workdir, log, attrs=dict(variant.attrs), overrides=dict(variant.overrides),
                       name=variant.name)
-    if variant.name == "seed-data":
-        _seed_feed(side, args.num_workers, splits)
+    if variant.name == "course-data":
+        _course_feed(side, args.num_workers, splits)
     elif variant.name == "read-every-step":
         trainer = side.trainer
         original = trainer.train_step
 
         def chatty_step(x, y, i):
             vals = original(x, y, i)
-            vals.tolist()  # one read of all the step's metrics (the seed reads each with .item())
+            vals.tolist()  # one read of all the step's metrics (the course reads each with .item())
             return vals
 
         trainer.train_step = chatty_step

@@ -1,6 +1,6 @@
-"""`python -m bench.train_speed`: training images/s of ganmgr's engine against the seed's own loop.
+"""`python -m bench.train_speed`: training images/s of ganmgr's engine against the course's own loop.
 
-In one process, on one device, for each recipe: (a) the seed's Part 1 loop (`bench.reference`: DataLoader
+In one process, on one device, for each recipe: (a) the course's Part 1 loop (`bench.reference`: DataLoader
 workers running per-image PIL transforms, numpy noise, two critic passes, `.item()` every step, fp32) and
 (b) ganmgr's real Trainer (`Trainer.run_step`: uint8 data on the device, vectorized augmentation, no host
 sync inside the step, the configured precision and compile switches), same models, same batch size, same
@@ -226,7 +226,7 @@ class EngineSide:
 
 
 class ReferenceSide:
-    """The seed's loop (bench.reference); a fresh DataLoader iterator, with its workers, per timed run."""
+    """The course's loop (bench.reference); a fresh DataLoader iterator, with its workers, per timed run."""
 
     def __init__(self, recipe: str, args: argparse.Namespace, splits, device, init_from: EngineSide | None):
         from bench import reference
@@ -402,12 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="interleaved reference/engine repeats (median)")
     p.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from {', '.join(RECIPES)}")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "tf32", "bf16"),
-                   help="the engine's precision (the reference is always fp32, as the seed)")
+                   help="the engine's precision (the reference is always fp32, as the course)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                    help="the engine's compiled step (config field `compile`)")
     p.add_argument("--compile-mode", default=None,
                    help="torch.compile mode for --compile (e.g. reduce-overhead: CUDA graphs; default: inductor's)")
-    p.add_argument("--num-workers", type=int, default=2, help="the reference's DataLoader workers (seed: 2)")
+    p.add_argument("--num-workers", type=int, default=2, help="the reference's DataLoader workers (course: 2)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch intra-op threads for both sides (0: torch's default on this machine)")
     p.add_argument("--log-every", type=int, default=50, help="the engine's metric window (config log_every)")

@@ -269,8 +269,8 @@ def worker_hooks(folder: Path, *, child_pidfile: Path | None = None,
 # ------------------------------------------------------------- the course's ACGAN step, transcribed
 
 
-def seed_gradient_penalty(netD, real, fake, alpha, lam=10.0):
-    """The seed's calc_gradient_penalty, with alpha given instead of drawn."""
+def course_gradient_penalty(netD, real, fake, alpha, lam=10.0):
+    """The course's calc_gradient_penalty, with alpha given instead of drawn."""
     import torch
 
     b = real.shape[0]

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from engine.compute.recipes.acgan import ACGANTrainer
 from engine.control.config import resolve_config
-from tests.helpers import close, draws, seed_gradient_penalty, tiny_npz
+from tests.helpers import close, course_gradient_penalty, draws, tiny_npz
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_discriminator_step_matches_the_course(trainer):
     accuracy = float(disc_real_class.argmax(1).eq(y).sum()) / 16 * 100.0
     disc_real_source = disc_real_source.mean()
     disc_real_class = F.cross_entropy(disc_real_class, y)
-    gradient_penalty = seed_gradient_penalty(D, x, fake, alpha)
+    gradient_penalty = course_gradient_penalty(D, x, fake, alpha)
     disc_cost = disc_fake_source - disc_real_source + disc_real_class + disc_fake_class + gradient_penalty
     opt.zero_grad()
     disc_cost.backward()

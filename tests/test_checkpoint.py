@@ -43,6 +43,7 @@ def test_disk_full_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert sorted(x.name for x in tmp_path.iterdir()) == ["last.pt"]  # no temp file left behind
 
 
+@pytest.mark.slow
 def test_killed_writer_never_leaves_a_broken_checkpoint(tmp_path):
     """SIGKILL a process in the middle of writing a large checkpoint, ten times at different moments."""
     p = tmp_path / "last.pt"

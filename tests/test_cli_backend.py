@@ -39,6 +39,7 @@ def test_bad_slurm_options_are_refused_before_anything_is_created(home, npz):
     assert not (home / "ganmgr.db").exists() or store_runs.list_runs(home) == []
 
 
+@pytest.mark.slow
 def test_the_default_backend_comes_from_the_settings(home, npz):
     out = ganmgr(home, "settings", "--backend", "slurm", "--slurm-default", "partition=debug",
                  "--slurm-default", "time=00:30:00")
@@ -73,6 +74,7 @@ def test_the_default_backend_comes_from_the_settings(home, npz):
         clean_up_store(home)
 
 
+@pytest.mark.slow
 def test_a_sweep_is_checked_whole_then_queued_as_a_tagged_group(home, npz):
     args = tiny_args(npz, "unused", 1)
     args = args[:args.index("--name")]  # a sweep names its runs itself
@@ -101,6 +103,7 @@ def test_a_sweep_is_checked_whole_then_queued_as_a_tagged_group(home, npz):
         clean_up_store(home)
 
 
+@pytest.mark.slow
 def test_run_folders_go_to_the_runs_root_and_stay_reachable_after_it_changes(home, npz, tmp_path):
     """On a cluster the store stays on local disk while the run folders go where the nodes see them."""
     for root, words in ((str(tmp_path / "with space"), "no spaces"), ("relative/runs", "must be an absolute path"),
@@ -131,6 +134,7 @@ def test_run_folders_go_to_the_runs_root_and_stay_reachable_after_it_changes(hom
         clean_up_store(home)
 
 
+@pytest.mark.slow
 def test_a_whole_sweep_is_cancelled_at_once(home, npz):
     args = tiny_args(npz, "unused", 100000)
     args = args[:args.index("--name")]

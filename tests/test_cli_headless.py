@@ -91,6 +91,7 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, bad_files, a
                                                         if p.is_dir()] == [])
 
 
+@pytest.mark.slow
 def test_headless_gan_run_completes_and_appears_in_the_store(tmp_path, npz):
     home = tmp_path / "store"
     out = ganmgr(home, "run", "--headless", "--recipe", "acgan-wgangp", "--dataset", f"npz:{npz}",
@@ -112,6 +113,7 @@ def test_headless_gan_run_completes_and_appears_in_the_store(tmp_path, npz):
     assert files == {"samples/epoch_001.png", "samples/epoch_002.png"}  # the run screen lists them
 
 
+@pytest.mark.slow
 def test_headless_ctrl_c_checkpoints_and_exits_130(tmp_path, npz):
     home = tmp_path / "store"
     proc = subprocess.Popen(cli_argv("--home", str(home), "run", "--headless", "--recipe", "acgan-wgangp",

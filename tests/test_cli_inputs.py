@@ -162,6 +162,7 @@ def check(args: list[str], needle: str, code: int, err: str, stdout: str, ctx: d
     return None
 
 
+@pytest.mark.slow
 def test_every_malformed_input_is_refused_with_one_line_and_changes_nothing(store):
     assert len(CASES) >= 30
     home, base = store["home"], store["base"]

@@ -1,4 +1,4 @@
-"""Recipe configs: the seed's defaults, overrides, and one-line errors for bad values."""
+"""Recipe configs: the course's defaults, overrides, and one-line errors for bad values."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from engine.compute.recipes.acgan import ACGANTrainer, gradient_penalty_func
 from engine.compute.recipes.baseline import BaselineTrainer
 from engine.control.config import resolve_config
-from tests.helpers import close, draws, seed_gradient_penalty, tiny_npz
+from tests.helpers import close, course_gradient_penalty, draws, tiny_npz
 
 BN_FED_BIASES = frozenset(f"convs.{i}.bias" for i in range(7))  # G's conv1..conv7 biases, each before a BN
 
@@ -65,7 +65,7 @@ def course_discriminator_step(t: ACGANTrainer, x, y):
         rs, rc = D(x)
         dfs, dfc = fs.mean(), F.cross_entropy(fc, labels)
         drs, drc = rs.mean(), F.cross_entropy(rc, y)
-        gp = seed_gradient_penalty(D, x, fake, alpha)
+        gp = course_gradient_penalty(D, x, fake, alpha)
         cost = dfs - drs + drc + dfc + gp
         opt.zero_grad()
         cost.backward()
@@ -142,6 +142,7 @@ def test_single_tensor_adam_matches_the_course(tmp_path, npz):
     check_against_the_course(t)
 
 
+@pytest.mark.slow
 def test_compiled_gan_steps_match_the_course(tmp_path, npz):
     """compile=true (aot_eager backend): the torch.func gradient penalty inside a captured graph."""
     logs: list[str] = []

@@ -127,6 +127,7 @@ def png_folder(tmp_path):
     return tmp_path / "faces"
 
 
+@pytest.mark.slow
 def test_dcgan_trains_on_a_folder_of_pngs(tmp_path, png_folder):
     run_dir = make_run_dir(tmp_path, "dcgan", f"dataset=imagefolder:{png_folder}", "width=4", "batch_size=8",
                            "epochs=2", "log_every=2", "device=cpu", "threads=1", "samples=16")

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from engine.compute.checkpoint import load_checkpoint
 from engine.compute.data.sources import MNIST_FILES
@@ -38,6 +39,7 @@ def test_lab5_gan_on_one_mnist_digit(tmp_path, shared_data):
     check_run(run_dir, "lab5-gan", grid=(8, 8), image=28, epochs=2, min_steps=150)
 
 
+@pytest.mark.slow
 def test_lab5_gan_on_synthetic28(tmp_path):
     run_dir = make_run_dir(tmp_path, "lab5-gan", "width=8", "epochs=1", "log_every=40", *CPU_RUN)
     out = run_worker(run_dir)
@@ -81,6 +83,7 @@ def write_mnist_root(root: Path, n_train: int = 400, n_test: int = 100) -> None:
         write_idx(raw / name, arr, compress=True)
 
 
+@pytest.mark.slow
 def test_cli_headless_lab5_on_torchvision_mnist_then_ls_and_show(tmp_path):
     """`ganmgr run --recipe lab5-gan --dataset mnist --data-root ...` through the real CLI, store and worker."""
     write_mnist_root(tmp_path / "mnist")

@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from engine.control.config import resolve_config
@@ -35,6 +36,7 @@ def _numbers(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if k not in ("seconds", "images_per_s", "time")}
 
 
+@pytest.mark.slow
 def test_mlp_gan_resumes_after_sigterm_with_the_same_numbers(tmp_path):
     npz = tiny_npz(tmp_path / "grey.npz", n_train=640, n_test=64, channels=1, size=28)
     common = (f"dataset=npz:{npz}", "width=12", "batch_size=16", "epochs=3", "log_every=5", "deterministic=true",

@@ -29,6 +29,7 @@ def gan_dir(tmp_path: Path, npz: Path, *extra: str) -> Path:
                         "epochs=2", "log_every=3", "device=cpu", "deterministic=true", "threads=1", *extra)
 
 
+@pytest.mark.slow
 def test_gan_run_writes_the_run_directory_contract(tmp_path, npz):
     run_dir = gan_dir(tmp_path, npz, "keep_every=1")
     out = run_worker(run_dir)
@@ -75,6 +76,7 @@ def _numbers(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if k not in ("seconds", "images_per_s", "time")}
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_logs_the_same_numbers(tmp_path, npz):
     """SIGTERM during epoch 2, then a second worker on the same folder: identical epoch-2 numbers."""
     ref_dir = gan_dir(tmp_path / "ref", npz)
@@ -109,6 +111,7 @@ def test_interrupted_and_resumed_run_logs_the_same_numbers(tmp_path, npz):
             assert cut_train[r["step"]] == r
 
 
+@pytest.mark.slow
 def test_baseline_resume_after_completed_epoch(tmp_path, npz):
     """Baseline: stopping at an epoch boundary and extending the run gives the uninterrupted numbers."""
     common = (f"dataset=npz:{npz}", "width=8", "batch_size=32", "device=cpu", "deterministic=true",
@@ -125,6 +128,7 @@ def test_baseline_resume_after_completed_epoch(tmp_path, npz):
     assert ref_e[1]["lr"] == pytest.approx(1e-5)  # the drop applies after the first epoch
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_config(tmp_path, npz):
     run_dir = gan_dir(tmp_path, npz, "epochs=1")
     assert run_worker(run_dir).returncode == 0
@@ -135,6 +139,7 @@ def test_resume_refuses_a_changed_config(tmp_path, npz):
     assert "different config (gp_lambda)" in records(run_dir, "end")[-1]["error"]
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_as_diverged_and_keeps_the_good_checkpoint(tmp_path, npz):
     run_dir = gan_dir(tmp_path, npz, "epochs=3")
     # first epoch completes (8 steps), a NaN batch arrives at step 11 in epoch 2
@@ -186,6 +191,7 @@ def test_sigint_before_training_starts_is_handled(tmp_path, npz):
     assert not records(run_dir, "epoch")
 
 
+@pytest.mark.slow
 def test_fork_starts_from_the_parents_weights_with_its_own_config(tmp_path, npz):
     import shutil
 
@@ -203,6 +209,7 @@ def test_fork_starts_from_the_parents_weights_with_its_own_config(tmp_path, npz)
     assert ckpt["optimizers"]["D"]["param_groups"][0]["lr"] == 5e-4
 
 
+@pytest.mark.slow
 def test_fork_refuses_a_checkpoint_of_another_shape(tmp_path, npz):
     import shutil
 

@@ -72,7 +72,7 @@ COMMON: tuple[Field, ...] = (
     Field("download", "bool", False, "data", "let torchvision download the data set (online nodes only)"),
     Field("augment", "bool", True, "data", "random resized crop 0.7-1, flip, small colour jitter on train batches"),
     # model
-    Field("width", "int", 196, "model", "feature channels of every conv layer (seed: 196, or 128 for speed)",
+    Field("width", "int", 196, "model", "feature channels of every conv layer (course: 196, or 128 for speed)",
           min=1, max=4096),
     # optimization
     Field("epochs", "int", 100, "optimization", "number of passes over the training set", min=1, max=100000),
@@ -111,8 +111,8 @@ ACGAN: tuple[Field, ...] = (
           min=1, max=100000),
     Field("leaky_slope", "float", 0.01, "model", "LeakyReLU negative slope in the discriminator", min=0.0, max=1.0),
     Field("gp_lambda", "float", 10.0, "loss", "gradient penalty weight (WGAN-GP)", min=0.0, max=1e6),
-    Field("gen_every", "int", 1, "optimization", "train the generator every k steps (seed: 1)", min=1, max=1000),
-    Field("save_noise_seed", "int", 352, "run", "numpy seed of the fixed 10x10 sample noise (seed: 352)",
+    Field("gen_every", "int", 1, "optimization", "train the generator every k steps (course: 1)", min=1, max=1000),
+    Field("save_noise_seed", "int", 352, "run", "numpy seed of the fixed 10x10 sample noise (course: 352)",
           min=0, max=2**32 - 1),
 )
 
@@ -155,7 +155,7 @@ DCGAN: tuple[Field, ...] = (
 )
 
 # the ACGAN's train metrics, in the order its train_step returns them (engine/compute/recipes/acgan.py):
-# the first five are the seed's loss1..loss5 (the critic's terms, drawn as the losses), acc its acc1
+# the first five are the course's loss1..loss5 (the critic's terms, drawn as the losses), acc its acc1
 ACGAN_METRICS = ("gp", "d_fake_source", "d_real_source", "d_real_class", "d_fake_class", "gen_source",
                  "gen_class", "acc")
 ACGAN_LOSSES = ACGAN_METRICS[:5]
@@ -166,7 +166,7 @@ DCGAN_METRICS = (*BCE_GAN_METRICS, "d_fake_after")
 
 @dataclass(frozen=True)
 class RecipeSpec:
-    """A recipe: its fields with the seed's defaults, the module that trains it, the metrics it logs."""
+    """A recipe: its fields with the course's defaults, the module that trains it, the metrics it logs."""
 
     name: str
     summary: str
@@ -235,7 +235,7 @@ def _check_acgan(cfg: dict[str, Any]) -> str | None:
 RECIPES: dict[str, RecipeSpec] = {
     "baseline": RecipeSpec(
         name="baseline",
-        summary="the seed's discriminator trained alone as a CIFAR-10 classifier (cross-entropy on fc10)",
+        summary="the course's discriminator trained alone as a CIFAR-10 classifier (cross-entropy on fc10)",
         module="engine.compute.recipes.baseline",
         fields=BASELINE,
         defaults={"epochs": 100, "lr": 1e-4, "betas": [0.9, 0.999], "batch_size": 128},
@@ -246,7 +246,7 @@ RECIPES: dict[str, RecipeSpec] = {
     ),
     "acgan-wgangp": RecipeSpec(
         name="acgan-wgangp",
-        summary="the seed's ACGAN generator + discriminator with the WGAN-GP loss (five D terms)",
+        summary="the course's ACGAN generator + discriminator with the WGAN-GP loss (five D terms)",
         module="engine.compute.recipes.acgan",
         fields=ACGAN,
         defaults={"epochs": 500, "lr": 1e-4, "betas": [0.0, 0.9], "batch_size": 128},

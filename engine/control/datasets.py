@@ -16,7 +16,7 @@ import numpy as np
 
 from engine.control.errors import ConfigError
 
-# the embedded shapes set in three shapes: CIFAR-like 3x32 (the seed's), MNIST-like 1x28, DCGAN-like 3x64
+# the embedded shapes set in three shapes: CIFAR-like 3x32 (the course's), MNIST-like 1x28, DCGAN-like 3x64
 SYNTHETIC_SHAPES: dict[str, tuple[int, int]] = {"synthetic": (3, 32), "synthetic28": (1, 28), "synthetic64": (3, 64)}
 BUILTIN = tuple(SYNTHETIC_SHAPES)
 SYNTHETIC_CLASS_COUNT = 10

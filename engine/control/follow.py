@@ -10,14 +10,13 @@ counts; an older one is history.
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.control.records import ARTIFACT, END, END_STATUSES, EPOCH, START, TRAIN
+from engine.control.records import ARTIFACT, END, END_STATUSES, EPOCH, START, TRAIN, json_safe
 
 ERROR_LIMIT = 4000  # characters of error text kept in the row (the full log stays in log.txt)
 LOG_TAIL_LINES = 20
@@ -48,7 +47,7 @@ class ProgressFold:
         elif kind == TRAIN:
             if _int(rec.get("step")) is not None:
                 f["step"] = _int(rec.get("step"))
-            f["last_metrics"] = {k: _finite(v) for k, v in rec.items()
+            f["last_metrics"] = {k: json_safe(v) for k, v in rec.items()
                                  if k not in ("kind", "epoch", "step", "time")}
         elif kind == EPOCH:
             if _int(rec.get("epoch")) is not None:
@@ -57,7 +56,7 @@ class ProgressFold:
                 f["step"] = _int(rec.get("step"))
             for src, dst in (("test_acc", "last_test_acc"), ("train_acc", "last_train_acc"),
                              ("images_per_s", "images_per_s")):
-                v = _finite(rec.get(src))
+                v = json_safe(rec.get(src))
                 if v is not None:
                     f[dst] = v
         elif kind == ARTIFACT:
@@ -166,8 +165,3 @@ def _signame(sig: int) -> str:
 def _int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
-
-def _finite(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v

@@ -29,6 +29,7 @@ from store import runs as store_runs
 from store import viz_jobs as store_viz
 from store.db import db_path
 from store.errors import StoreError
+from store.lifecycle import ACTIVE_STATUSES
 from store.views import RunView, VizJobView
 
 # A headless run's row says `running` a moment before its worker's pid is recorded: give it this long.
@@ -150,9 +151,9 @@ def supervisor_work_pending(home: Path, host: str | None = None) -> bool:
     if not db_path(home).exists():
         return False
     host = host or socket.gethostname()
-    if any(is_supervisor_work(r, host) for r in store_runs.list_runs(home, status=("queued", "running"))):
+    if any(is_supervisor_work(r, host) for r in store_runs.list_runs(home, status=ACTIVE_STATUSES)):
         return True
-    return any(viz_is_supervisor_work(j, host) for j in store_viz.list_viz_jobs(home, status=("queued", "running")))
+    return any(viz_is_supervisor_work(j, host) for j in store_viz.list_viz_jobs(home, status=ACTIVE_STATUSES))
 
 
 def viz_is_supervisor_work(job: VizJobView, host: str) -> bool:

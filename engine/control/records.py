@@ -187,14 +187,14 @@ def line_end_offset(path: Path) -> int:
 # ------------------------------------------------------------------------------------------- writing
 
 
-def _clean(v: Any) -> Any:
+def json_safe(v: Any) -> Any:
     """JSON has no NaN/inf: a non-finite float is written as null (the divergence record says why)."""
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
+        return {k: json_safe(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
+        return [json_safe(x) for x in v]
     return v
 
 
@@ -225,7 +225,7 @@ class MetricsWriter:
             fh.truncate(size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= 65536 else size))
 
     def write(self, record: dict[str, Any]) -> None:
-        line = json.dumps(_clean(record), separators=(",", ":"), allow_nan=False)
+        line = json.dumps(json_safe(record), separators=(",", ":"), allow_nan=False)
         self._fh.write(line + "\n")
         self._fh.flush()
 

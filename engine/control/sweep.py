@@ -13,7 +13,7 @@ A key may appear once. The grid is the Cartesian product in the order the keys w
 varying fastest. Every point goes through `resolve_config`, so a sweep with one bad point is refused as a
 whole (one-line ConfigError naming the point) before any run exists. A sweep has a name (given, or
 `<recipe>-<MMDD-HHMMSS>`); its runs are `<name>-<i>` and carry the tags `sweep` and `sweep:<name>`, which
-is how the TUI and `ganmgr list --tag` group them.
+is how the TUI and `ganmgr ls --tag` group them.
 """
 
 from __future__ import annotations

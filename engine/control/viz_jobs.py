@@ -38,8 +38,8 @@ from store import viz_jobs as store_viz
 from store.errors import StoreError
 from store.views import RunView, VizJobView
 
-# Kinds that rebuild the models read the seed's discriminator/generator tables from the checkpoint.
-SEED_MODEL_RECIPES = ("baseline", "acgan-wgangp")
+# Kinds that rebuild the models read the course's discriminator/generator tables from the checkpoint.
+COURSE_MODEL_RECIPES = ("baseline", "acgan-wgangp")
 # Kinds that sample the generator class by class need the conditional generator.
 CONDITIONAL_GAN_RECIPES = ("acgan-wgangp",)
 # Runs whose files (samples, metrics) are being written while they train: progression and curves can read them.
@@ -69,9 +69,9 @@ def recipe_refusal(recipe: str, kind: str) -> str | None:
     if spec.needs_generator and not (r is not None and r.has_generator):
         return f"{kind} needs a GAN run; this is a {recipe} run with no generator"
     if spec.needs_checkpoint:
-        allowed = CONDITIONAL_GAN_RECIPES if spec.needs_generator else SEED_MODEL_RECIPES
+        allowed = CONDITIONAL_GAN_RECIPES if spec.needs_generator else COURSE_MODEL_RECIPES
         if recipe not in allowed:
-            return f"{kind} reads the seed's models; this is a {recipe} run (it works on {' and '.join(allowed)} runs)"
+            return f"{kind} reads the course's models; this is a {recipe} run (it works on {' and '.join(allowed)} runs)"
     return None
 
 

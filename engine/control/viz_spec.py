@@ -1,7 +1,7 @@
 """Visualization job kinds and their parameters, parsed and validated without torch.
 
 A visualization job runs one kind (`perturb`, `max_class`, ...) on a saved checkpoint of a run. Its
-parameters are declared here with the course's defaults (seed 002, Part 2) using the same `Field`
+parameters are declared here with the course's defaults (course text 002, Part 2) using the same `Field`
 machinery as the recipe configs, so the CLI (`--set key=value`), the TUI's launcher form and the worker
 (`python -m engine.compute.viz JOB_DIR`) accept and refuse exactly the same values, each refusal one line.
 
@@ -72,14 +72,14 @@ BATCH_SIZE = Field("batch_size", "int", 128, "perturb",
                    "images in the test batch (the first of the test split, in order); the first 100 are drawn",
                    min=1, max=4096)
 GAIN = Field("gain", "float", 8.0, "perturb",
-             "sign-step size in grey levels: every pixel moves gain/127.5 in [-1, 1] (seed: 8)",
+             "sign-step size in grey levels: every pixel moves gain/127.5 in [-1, 1] (course: 8)",
              min=0.0, max=255.0)
-LR = Field("lr", "float", 0.1, "ascent", "step size of the gradient ascent on the image (seed: 0.1)",
+LR = Field("lr", "float", 0.1, "ascent", "step size of the gradient ascent on the image (course: 0.1)",
            min=0.0, max=1e4, min_exclusive=True)
 WEIGHT_DECAY = Field("weight_decay", "float", 0.001, "ascent",
-                     "pull toward grey: X -= weight_decay * X * |X| per iteration (seed: 0.001)",
+                     "pull toward grey: X -= weight_decay * X * |X| per iteration (course: 0.001)",
                      min=0.0, max=1.0)
-ITERATIONS = Field("iterations", "int", 200, "ascent", "gradient-ascent iterations (seed: 200)",
+ITERATIONS = Field("iterations", "int", 200, "ascent", "gradient-ascent iterations (course: 200)",
                    min=1, max=100000)
 LAYER = Field("layer", "int", 8, "ascent", "conv layer whose pooled features are maximized: 2, 3, 4, 6 or 8",
               check=_check_layer)

@@ -31,6 +31,7 @@ from engine.daemon.progress import (
 )
 from store import runs as store_runs
 from store.errors import StoreError
+from store.lifecycle import ACTIVE_STATUSES
 from store.views import RunView
 
 
@@ -61,7 +62,7 @@ class RunJobs(ProcessJobs[Worker]):
 
     def has_work(self) -> bool:
         return any(is_supervisor_work(r, self.host)
-                   for r in store_runs.list_runs(self.home, status=("queued", "running")))
+                   for r in store_runs.list_runs(self.home, status=ACTIVE_STATUSES))
 
     def tick(self, settings: dict[str, Any], running: list[RunView]) -> None:
         self.adopt(running)

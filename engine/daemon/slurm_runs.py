@@ -40,6 +40,7 @@ from engine.daemon.progress import (
 )
 from store import runs as store_runs
 from store.errors import StoreError
+from store.lifecycle import ACTIVE_STATUSES
 from store.views import RunView
 
 DEFAULT_POLL_S = 5.0
@@ -100,7 +101,7 @@ class SlurmJobs:
             return True
         # a held sweep row (its `ganmgr sweep` still writing, or killed meanwhile) is no work yet
         return any(r.cluster_state != store_runs.HELD
-                   for r in store_runs.list_runs(self.home, status=("queued", "running"), backend="slurm"))
+                   for r in store_runs.list_runs(self.home, status=ACTIVE_STATUSES, backend="slurm"))
 
     def tick(self, settings: dict[str, Any], running: list[RunView]) -> None:
         mine = [r for r in running if r.managed_by == "slurm"]

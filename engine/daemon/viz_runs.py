@@ -24,6 +24,7 @@ from engine.daemon.processes import CPU_NICE, ProcessJobs, Watched, cuda_present
 from engine.daemon.progress import DRAIN_READS
 from store import viz_jobs as store_viz
 from store.errors import StoreError
+from store.lifecycle import ACTIVE_STATUSES
 from store.views import RunView, VizJobView
 
 
@@ -44,10 +45,10 @@ class VizJobs(ProcessJobs[VizProcess]):
 
     def has_work(self) -> bool:
         return any(viz_is_supervisor_work(j, self.host)
-                   for j in store_viz.list_viz_jobs(self.home, status=("queued", "running")))
+                   for j in store_viz.list_viz_jobs(self.home, status=ACTIVE_STATUSES))
 
     def tick(self, settings: dict[str, Any], running: list[RunView]) -> None:
-        jobs = store_viz.list_viz_jobs(self.home, status=("queued", "running"))
+        jobs = store_viz.list_viz_jobs(self.home, status=ACTIVE_STATUSES)
         active = [j for j in jobs if j.status == "running"]
         self.adopt(active)
         self.poll_all({j.id: j for j in active}, settings)

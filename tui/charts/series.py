@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.control import records as kinds
 from engine.control.config import RECIPES
 
 DEFAULT_MAX_POINTS = 20_000
@@ -207,9 +208,9 @@ class RunCharts:
         for rec in records:
             self.records_seen += 1
             kind = rec.get("kind")
-            if kind == "train":
+            if kind == kinds.TRAIN:
                 added += self._train(rec)
-            elif kind == "epoch":
+            elif kind == kinds.EPOCH:
                 added += self._epoch(rec)
         return added
 
@@ -271,7 +272,7 @@ def metric_series(records: Iterable[Mapping[str, Any]], metric: str, axis: str,
     out = Series(max_points)
     records = list(records)
     if axis == "step":
-        train_has = any(r.get("kind") == "train" and metric in r for r in records)
+        train_has = any(r.get("kind") == kinds.TRAIN and metric in r for r in records)
         kind = "train" if train_has else "epoch"
         for r in records:
             if r.get("kind") == kind and metric in r:

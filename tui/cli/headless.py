@@ -20,6 +20,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from engine.control import records as kinds
 from engine.control.config import recipe_spec
 from engine.control.follow import ProgressFold, outcome
 from engine.control.launcher import spawn_worker
@@ -47,11 +48,11 @@ class HeadlessView:
 
     def add(self, rec: dict[str, Any]) -> None:
         kind = rec.get("kind")
-        if kind == "start" and isinstance(rec.get("step"), int):
+        if kind == kinds.START and isinstance(rec.get("step"), int):
             self.start_step = rec["step"]
-        elif kind == "epoch":
+        elif kind == kinds.EPOCH:
             self.epoch_rows.append(rec)
-        elif kind == "artifact" and rec.get("what") == "samples" and isinstance(rec.get("path"), str):
+        elif kind == kinds.ARTIFACT and rec.get("what") == "samples" and isinstance(rec.get("path"), str):
             self.samples.append(rec["path"])
         self.fold.fold(rec)
 
@@ -132,7 +133,7 @@ def follow(console: Console, proc, tail: MetricsTail, follower: HeadlessView, ho
             done = proc.poll() is not None
             for rec in tail.read_new():
                 follower.add(rec)
-                if not live and rec.get("kind") == "epoch":
+                if not live and rec.get("kind") == kinds.EPOCH:
                     console.print(epoch_line(rec, follower.epochs, follower.loss_text()))
             total = follower.epochs * follower.fold.steps_per_epoch
             step = follower.step

@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.control.config import RECIPES
 from engine.control.paths import PathError
+from engine.control.records import json_safe
 from engine.control.runs_root import ensure_run_folder
 from store import runs as store_runs
 from store import settings as store_settings
@@ -74,17 +75,8 @@ def cmd_ls(args: argparse.Namespace, home: Path) -> int:
 
 def run_json(r: RunView) -> dict[str, Any]:
     """Every column of a run as strict JSON (a non-finite number becomes null)."""
-    return _finite(r.to_dict())
+    return json_safe(r.to_dict())
 
-
-def _finite(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_finite(x) for x in v]
-    return v
 
 
 def _acc_text(r: RunView) -> str:
@@ -120,7 +112,7 @@ def cmd_show(args: argparse.Namespace, home: Path) -> int:
     artifacts = store_runs.list_artifacts(home, run.id)
     jobs = store_viz.list_viz_jobs(home, run_id=run.id)
     if args.json:
-        print(json.dumps(_finite({"run": run.to_dict(), "events": [e.to_dict() for e in events],
+        print(json.dumps(json_safe({"run": run.to_dict(), "events": [e.to_dict() for e in events],
                                   "artifacts": [a.to_dict() for a in artifacts],
                                   "viz_jobs": [j.to_dict() for j in jobs]}), allow_nan=False))
         return EXIT_OK
@@ -292,7 +284,7 @@ def _cancel_sweep(home: Path, name: str) -> int:
     every = store_runs.list_runs(home, sweep=name) if db_path(home).exists() else []
     if not every:
         raise CliError(f"no sweep named {shown(name)} (ganmgr ls --tag sweep lists the sweeps' runs)")
-    active = [r for r in every if r.status in ("queued", "running")]
+    active = [r for r in every if r.is_active]
     views = [cancel_run(home, r.id) for r in active]
     queued = sum(v.status == "cancelled" for v in views)
     print(f"sweep {name}: {queued} queued run(s) cancelled, cancel requested for {len(views) - queued} "

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 from engine.compute.viz.job import Job, JobFailed
 from engine.compute.viz.loading import read_config, read_metrics
 from engine.compute.viz.render import save_figure
+from engine.control import records as kinds
 from engine.control.config import RECIPES
 
 LABELS = {  # the course's names for the GAN terms (its loss1..loss5)
@@ -34,11 +35,11 @@ def series(records: list[dict[str, Any]]) -> tuple[dict[int, dict[str, Any]], di
     spe = 0
     for r in records:
         kind = r.get("kind")
-        if kind == "start" and isinstance(r.get("steps_per_epoch"), int):
+        if kind == kinds.START and isinstance(r.get("steps_per_epoch"), int):
             spe = r["steps_per_epoch"]
-        elif kind == "train" and isinstance(r.get("step"), int):
+        elif kind == kinds.TRAIN and isinstance(r.get("step"), int):
             train[r["step"]] = r
-        elif kind == "epoch" and isinstance(r.get("epoch"), int):
+        elif kind == kinds.EPOCH and isinstance(r.get("epoch"), int):
             epochs[r["epoch"]] = r
     return train, epochs, spe
 

@@ -18,6 +18,7 @@ from engine.compute.data.sources import load_splits
 from engine.compute.data.splits import DataError, conform
 from engine.compute.models.acgan import ACGANDConfig, ACGANDiscriminator, ACGANGConfig, ACGANGenerator
 from engine.compute.viz.job import Job, JobFailed
+from engine.control import records as kinds
 from engine.control.errors import ConfigError
 from engine.control.paths import METRICS_FILE
 from engine.control.records import read_all
@@ -143,7 +144,7 @@ def epoch_test_accuracy(records: list[dict[str, Any]], epoch: int | None = None)
     """Test accuracy from a run's epoch records: at `epoch` (the checkpoint's), the last and the best."""
     by_epoch: dict[int, float] = {}
     for r in records:
-        if r.get("kind") == "epoch" and isinstance(r.get("epoch"), int) and r.get("test_acc") is not None:
+        if r.get("kind") == kinds.EPOCH and isinstance(r.get("epoch"), int) and r.get("test_acc") is not None:
             by_epoch[r["epoch"]] = float(r["test_acc"])  # a resumed epoch logged twice: the last one wins
     if not by_epoch:
         return {"epochs": 0, "at_epoch": None, "test_acc": None, "last_test_acc": None, "best_test_acc": None,

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from store.lifecycle import ACTIVE_STATUSES
+
 # Slurm job state -> (ganmgr status, resumable, words shown to the user).
 # `resumable`: the job was ended from outside (wall-time limit, preemption, a node failure), not by the run
 # itself, so a new job can continue from checkpoints/last.pt. The statuses are the store's existing ones;
@@ -44,7 +46,6 @@ SLURM_STATES: dict[str, tuple[str, bool, str]] = {
     "PREEMPTED": ("killed", True, "preempted"),
     "NODE_FAIL": ("lost", True, "lost: its node failed"),
 }
-ACTIVE_STATUSES = ("queued", "running")
 
 
 @dataclass(frozen=True)
