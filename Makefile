@@ -17,6 +17,8 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check tui engine store tests bench
+	# the layering contracts in pyproject.toml (tui -> store, engine.control; compute needs no database...)
+	$(BIN)/lint-imports
 	# Debian's slurmctld/slurmd/slurm-client for the tests marked slurm (root with apt-get only; elsewhere
 	# it says why those tests will skip, and always exits 0)
 	$(BIN)/python -m tests.slurm_cluster --install
@@ -25,14 +27,17 @@ test: $(STAMP)
 # everything but the tests marked slow, slurm or gpu (`make test` runs them all); under 3 minutes on 2 cores
 test-fast: $(STAMP)
 	$(BIN)/ruff check tui engine store tests bench
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not slow and not slurm and not gpu"
 
 lint: $(STAMP)
 	$(BIN)/ruff check tui engine store tests bench
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.train_speed
 	$(BIN)/python -m bench.tui all
+	$(BIN)/python -m bench.liveness
 
 clean-venv:
 	rm -rf $(VENV)
