@@ -8,6 +8,13 @@ number of timed steps after a warm-up. The two sides alternate (a, b, a, b, ...)
 slows both alike; images/s are medians over the repeats, the ratio the median of per-repeat ratios.
 
 One JSON line per recipe is appended to `--out`; the table is printed to stdout.
+
+`--liveness` prices what keeps a run visible while it trains instead: the engine as it runs (train windows
+closed by `log_every` steps or `log_seconds` seconds, a `progress` record about once a second between them,
+the device-side counter that names a divergence's exact step) against the same engine with all three off
+(windows by steps only, no progress records, no counter), interleaved (quiet, live, live, quiet, ...);
+the ratio is the median of each round's live/quiet images/s, and `--log-seconds` sets the live side's
+window length (default 2, the config default; smaller stresses it).
 """
 
 from __future__ import annotations
@@ -364,6 +371,62 @@ def bench_recipe(recipe: str, args: argparse.Namespace, splits, workdir: Path,
     return rec
 
 
+def bench_liveness(recipe: str, args: argparse.Namespace, workdir: Path,
+                   log: Callable[[str], None]) -> dict[str, Any]:
+    """Live (time-bounded windows, progress records, the first-bad-step counter) against quiet, interleaved."""
+    import torch
+
+    quiet = EngineSide(recipe, args, workdir, log=lambda m: log(f"  {recipe} quiet: {m}"), name="quiet",
+                       attrs={"progress_seconds": 0.0, "watch_steps": False}, overrides={"log_seconds": 0.0})
+    live = EngineSide(recipe, args, workdir, log=lambda m: log(f"  {recipe} live: {m}"), name="live",
+                      overrides={"log_seconds": args.log_seconds})
+    timings: dict[str, list[Timing]] = {"quiet": [], "live": []}
+    written = []  # train + progress records the live side wrote per timed run
+    metrics = live.trainer.run_dir / "metrics.jsonl"
+    for r in range(args.repeats):
+        order = (("quiet", quiet), ("live", live)) if r % 2 == 0 else (("live", live), ("quiet", quiet))
+        for name, side in order:
+            before = _count_lines(metrics) if name == "live" else 0
+            timings[name].append(side.run(args.warmup, args.steps))
+            if name == "live":
+                written.append(_count_lines(metrics) - before)
+        log(f"  {recipe} round {r + 1}/{args.repeats}: quiet {timings['quiet'][-1].images_per_s:8.1f} img/s, "
+            f"live {timings['live'][-1].images_per_s:8.1f} img/s")
+    ratio = statistics.median(lv.images_per_s / q.images_per_s for q, lv in zip(timings["quiet"], timings["live"]))
+    rt = live.trainer.rt
+    return {
+        "kind": "liveness", "recipe": recipe, "device": str(rt.device),
+        "device_name": torch.cuda.get_device_name(rt.device) if rt.is_cuda else platform.processor() or "cpu",
+        "width": args.width, "batch_size": args.batch_size, "precision": rt.precision,
+        "log_every": args.log_every, "log_seconds": args.log_seconds,
+        "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats, "threads": torch.get_num_threads(),
+        "quiet_images_per_s": round(statistics.median(t.images_per_s for t in timings["quiet"]), 2),
+        "live_images_per_s": round(statistics.median(t.images_per_s for t in timings["live"]), 2),
+        "ratio": round(ratio, 4),
+        "quiet_images_per_s_all": [round(t.images_per_s, 2) for t in timings["quiet"]],
+        "live_images_per_s_all": [round(t.images_per_s, 2) for t in timings["live"]],
+        "live_records_per_run": written,
+        "torch": torch.__version__, "host": socket.gethostname(), "time": time.time(),
+    }
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as fh:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 16), b""))
+    except FileNotFoundError:
+        return 0
+
+
+def print_liveness(records: list[dict[str, Any]], out=sys.stdout) -> None:
+    print(f"{'recipe':<14}{'device':<8}{'width':>6}{'batch':>6}{'log_s':>6}{'quiet img/s':>13}{'live img/s':>12}"
+          f"{'live/quiet':>12}  records/run", file=out)
+    for r in records:
+        print(f"{r['recipe']:<14}{r['device']:<8}{r['width']:>6}{r['batch_size']:>6}{r['log_seconds']:>6g}"
+              f"{r['quiet_images_per_s']:>13.1f}{r['live_images_per_s']:>12.1f}{r['ratio']:>11.3f}x  "
+              f"{min(r['live_records_per_run'])}-{max(r['live_records_per_run'])}", file=out)
+
+
 def cpu_ms_per_image(ts: list[Timing]) -> float | None:
     """Median CPU milliseconds per image (all threads; the reference's workers included): a load-proof cost."""
     vals = [1000 * t.cpu_seconds / t.images for t in ts if t.cpu_seconds is not None]
@@ -411,6 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0,
                    help="torch intra-op threads for both sides (0: torch's default on this machine)")
     p.add_argument("--log-every", type=int, default=50, help="the engine's metric window (config log_every)")
+    p.add_argument("--liveness", action="store_true",
+                   help="instead of the course's loop: the engine with its time-bounded windows, progress "
+                        "records and divergence counter against the engine without them (interleaved)")
+    p.add_argument("--log-seconds", type=float, default=2.0,
+                   help="--liveness: the live side's window length in seconds (config log_seconds)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="append one JSON line per recipe to this file")
     return p
@@ -435,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, not {v}")
     if (args.warmup is not None and args.warmup < 0) or args.num_workers < 0 or args.threads < 0:
         parser.error("--warmup, --num-workers and --threads cannot be negative")
+    if not args.log_seconds > 0:
+        parser.error(f"--log-seconds must be above 0, not {args.log_seconds}")
 
     # A shared CPU: OpenMP threads that spin while waiting for a descheduled peer make every op of a 2-thread
     # team crawl (measured 5-10x slower under load). Passive waiting costs nothing measurable when idle.
@@ -465,18 +535,22 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     log(f"train_speed: device {device}, width {args.width}, batch {args.batch_size}, {args.steps} steps after "
-        f"{args.warmup} warm-up, {args.repeats} repeats, {args.threads} torch threads, reference with "
-        f"{args.num_workers} DataLoader workers, torch {torch.__version__}")
+        f"{args.warmup} warm-up, {args.repeats} repeats, {args.threads} torch threads, "
+        + (f"live (log_seconds {args.log_seconds:g}) against quiet" if args.liveness else
+           f"reference with {args.num_workers} DataLoader workers") + f", torch {torch.__version__}")
     records = []
     with tempfile.TemporaryDirectory(prefix="ganmgr-bench-") as tmp:
         for recipe in recipes:
-            rec = bench_recipe(recipe, args, splits, Path(tmp), log)
+            if args.liveness:
+                rec = bench_liveness(recipe, args, Path(tmp), log)
+            else:
+                rec = bench_recipe(recipe, args, splits, Path(tmp), log)
             records.append(rec)
             if args.out is not None:
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 with open(args.out, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(rec) + "\n")
-    print_table(records)
+    (print_liveness if args.liveness else print_table)(records)
     return 0
 
 

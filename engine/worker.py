@@ -3,7 +3,8 @@
 The worker writes only files inside RUN_DIR (metrics.jsonl, samples, checkpoints) and needs no database,
 so it also runs by hand or on another node. Its last metrics record is always `{"kind": "end", ...}`
 unless the process is killed outright. Exit codes: 0 completed, 1 failed, 2 bad config or data,
-3 diverged, 128+N stopped by signal N (after checkpointing).
+3 diverged, 4 stopped by a health rule (after checkpointing), 128+N stopped by signal N (after
+checkpointing).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from engine.control.paths import METRICS_FILE
 from engine.control.records import MetricsWriter  # torch-free
 from engine.control.run_dir import read_run_config
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_STOPPED = 0, 1, 2, 3, 4
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,13 +67,18 @@ def main(argv: list[str] | None = None) -> int:
         return end("failed", EXIT_BAD_INPUT, str(e))
     except Diverged as e:
         print(f"worker: diverged: {e}", file=sys.stderr)
-        return end("diverged", EXIT_DIVERGED, str(e))
+        return end("diverged", EXIT_DIVERGED, str(e), **e.record())  # the step, the healthy checkpoint
     except CheckpointError as e:
         print(f"worker: error: {e}", file=sys.stderr)
         return end("failed", EXIT_FAILED, str(e))
     except Exception as e:  # the traceback goes to log.txt; the record keeps the last line
         traceback.print_exc()
         return end("failed", EXIT_FAILED, f"{type(e).__name__}: {e}")
+    if status == "stopped":  # a health rule: its message, and the checkpoint from before its streak
+        stop = trainer.health.stop
+        return end("stopped", EXIT_STOPPED, stop.message if stop else "stopped by a health rule",
+                   rule=stop.rule if stop else None, epoch=trainer.epoch, step=trainer.global_step,
+                   healthy_checkpoint=trainer.health.stop_healthy)
     if status == "cancelled":
         sig = trainer.stop_signal or signal.SIGTERM
         return end("cancelled", 128 + sig, f"stopped by signal {sig}")

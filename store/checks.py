@@ -2,8 +2,8 @@
 
 One rule per fact: the CLI, the TUI forms and the store all call these, so `ganmgr run --tag` and the
 new-run form accept and refuse exactly the same tags. Every refusal is a one-line `StoreError`.
-Only the stdlib and `store.errors` are imported here: the CLI imports this module at startup and must not
-pay for SQLAlchemy.
+Only the stdlib, `store.errors` and `store.lifecycle` are imported here: the CLI imports this module at
+startup and must not pay for SQLAlchemy (nor for apprise, imported only when a notify URL is judged).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from store.errors import StoreError
+from store.lifecycle import STATUSES, TERMINAL_STATUSES
 
 MAX_TAG_CHARS = 40
 TAG_RE = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_TAG_CHARS - 1}}}$")
@@ -192,4 +193,108 @@ _SETTING_CHECKS: dict[str, Callable[[Any], None]] = {
     "slurm_poll_s": lambda v: _check_seconds(v, "slurm_poll_s", 0.1, 600),
     "runs_root": lambda v: _check_root(v, "runs_root"),
     "runs_roots_used": lambda v: _check_roots(v, "runs_roots_used"),
+    "notify_urls": lambda v: check_notify_urls(v),  # defined below
+    "notify_on": lambda v: check_notify_on(v),
+    "notify_cursor": lambda v: _check_notify_cursor(v),
+    "notify_timeout_s": lambda v: _check_seconds(v, "notify_timeout_s", 1, 600),
 }
+
+
+# --------------------------------------------------------------------------------- notifications
+
+# What a notification can be about: a run's terminal statuses (store.lifecycle, in its order), `stopped`
+# (a health rule's stop) and the health flags `warn` and `stalled`, which are not statuses: the health rules
+# record them as run events (`store.runs.add_event(home, run_id, "warn", "rule: why")`), and the notifier
+# and the TUI follow the run events, so any word here that appears as an event's status is announced.
+RUN_FLAG_EVENTS = ("warn", "stalled")
+NOTIFY_EVENTS: tuple[str, ...] = tuple(dict.fromkeys(
+    (*(s for s in STATUSES if s in TERMINAL_STATUSES), "stopped", *RUN_FLAG_EVENTS)))
+# The default (`notify_on` unset): every event but `cancelled` (you asked for it), and `completed` only
+# for a run that ran at least NOTIFY_SHORT_RUN_S (a smoke test's end is not worth a phone buzz).
+DEFAULT_NOTIFY_ON: tuple[str, ...] = tuple(e for e in NOTIFY_EVENTS if e != "cancelled")
+NOTIFY_SHORT_RUN_S = 600.0
+MAX_NOTIFY_URLS = 20
+MAX_NOTIFY_URL_CHARS = 2000
+_URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]{0,31})://([^\s]+)$")
+_HOSTLIKE_RE = re.compile(r"^(localhost|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)(:\d{1,5})?$")
+
+
+def redact_url(url: str) -> str:
+    """A notify URL as it may be shown: scheme and host only (`ntfy://ntfy.example/…`). The rest of an
+    apprise URL holds its secrets (tokens, passwords, topics), and so does the host part when it is not a
+    host name (`tgram://BOTTOKEN/...`), which is then shown as `…` too."""
+    m = _URL_RE.match(url.strip()) if isinstance(url, str) else None
+    if m is None:
+        return "…"
+    scheme, rest = m.group(1).lower(), m.group(2)
+    host = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+    shown = host if _HOSTLIKE_RE.match(host) else "…"
+    return f"{scheme}://{shown}/…" if shown != "…" else f"{scheme}://…"
+
+
+def check_notify_urls(value: Any, what: str = "notify_urls") -> list[str]:
+    """The notification URLs: apprise URLs (ntfy://, json://, mailto://, tgram://...), each judged by
+    apprise itself when it is installed (imported here, lazily: it costs ~70 ms, and only `settings
+    --notify` and the store's write of this setting pay it). A refusal names the URL redacted, never whole."""
+    if not isinstance(value, list | tuple):
+        raise StoreError(f"{what} must be a list of apprise URLs")
+    if len(value) > MAX_NOTIFY_URLS:
+        raise StoreError(f"{what}: at most {MAX_NOTIFY_URLS} URLs, not {len(value)}")
+    try:
+        import apprise
+    except ImportError:  # judged by shape alone
+        apprise = None
+    import logging
+
+    quiet = logging.getLogger("apprise")  # it logs refusals with pieces of the URL: our one line says it
+    was_disabled, quiet.disabled = quiet.disabled, True
+    try:
+        urls: list[str] = []
+        for i, url in enumerate(value, 1):
+            name = f"notify URL {i} ({redact_url(url) if isinstance(url, str) else type(url).__name__})"
+            if not isinstance(url, str) or not _URL_RE.match(url) or len(url) > MAX_NOTIFY_URL_CHARS \
+                    or _CONTROL_RE.search(url):
+                raise StoreError(f"{name} is not a URL like ntfy://host/topic or json://host:port/path")
+            if apprise is not None and apprise.Apprise.instantiate(url) is None:
+                raise StoreError(f"{name} is not a URL apprise can send to (see its wiki for the URL forms)")
+            if url in urls:
+                raise StoreError(f"{name} is given twice")
+            urls.append(url)
+        return urls
+    finally:
+        quiet.disabled = was_disabled
+
+
+def check_notify_on(value: Any, what: str = "notify_on") -> list[str] | None:
+    """The events to notify: a subset of NOTIFY_EVENTS (a list, or comma-separated text), or None for the
+    default (DEFAULT_NOTIFY_ON, with `completed` for long runs only)."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise StoreError(f"{what} must be a list of events ({', '.join(NOTIFY_EVENTS)})")
+    out: list[str] = []
+    for item in items:
+        word = item.strip() if isinstance(item, str) else item
+        if word == "":
+            continue
+        if word not in NOTIFY_EVENTS:
+            shown = quote(word) if isinstance(word, str) else repr(word)
+            raise StoreError(f"{what}: unknown event {shown}; one of {', '.join(NOTIFY_EVENTS)}")
+        if word not in out:
+            out.append(word)
+    return out
+
+
+def notify_wanted(event: str, notify_on: list[str] | None, run_seconds: float | None) -> bool:
+    """Whether an event of a run that ran `run_seconds` is announced under the `notify_on` setting."""
+    if notify_on is not None:
+        return event in notify_on
+    if event == "completed":
+        return run_seconds is not None and run_seconds >= NOTIFY_SHORT_RUN_S
+    return event in DEFAULT_NOTIFY_ON
+
+
+def _check_notify_cursor(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise StoreError(f"notify_cursor must be a run event id (an integer >= 0), not {value!r}")

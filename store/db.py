@@ -85,9 +85,19 @@ def _migration_v3(conn: Connection) -> None:
         conn.exec_driver_sql(ddl)
 
 
+def _migration_v4(conn: Connection) -> None:
+    """Version 4: the health flags of a run (engine/control/health_rules.py, engine/daemon/stall.py): the
+    message of a health rule that warned or stopped it, and since when a live run has written nothing."""
+    for ddl in (
+        "ALTER TABLE runs ADD COLUMN health VARCHAR",
+        "ALTER TABLE runs ADD COLUMN stalled_since FLOAT",
+    ):
+        conn.exec_driver_sql(ddl)
+
+
 # Applied forward in order; MIGRATIONS[i] takes the schema from version i to version i + 1.
 # Append only: a released migration is never edited, and `store.tables` changes come with a new entry.
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_v1, _migration_v2, _migration_v3]
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_v1, _migration_v2, _migration_v3, _migration_v4]
 
 
 def db_path(home: Path) -> Path:

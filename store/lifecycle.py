@@ -1,6 +1,11 @@
 """The lifecycle of a run and of a visualization job: one set of status words, one set of rules.
 
-    queued -> running -> completed | failed | cancelled | killed | diverged | lost
+    queued -> running -> completed | failed | cancelled | killed | diverged | stopped | lost
+
+`stopped`: a health rule's stop action ended the run after a checkpoint (resumable and forkable like
+`cancelled`). A row also carries two health flags beside its status, never a status themselves: `health`
+(a rule's warn or stop message) and `stalled_since` (the supervisor saw no record for too long);
+`health_flag` is the one rule for the word the table, `ls` and `show` print for them.
 
 Runs and visualization jobs share it. A terminal status stays terminal: no write may leave it (only
 `store.runs.requeue` takes a finished run back to queued, as a fresh start). A running row may go back to
@@ -27,10 +32,11 @@ STATUSES: tuple[str, ...] = (
     "cancelled",
     "killed",
     "diverged",
+    "stopped",
     "lost",
 )
 TERMINAL_STATUSES: frozenset[str] = frozenset(
-    {"completed", "failed", "cancelled", "killed", "diverged", "lost"}
+    {"completed", "failed", "cancelled", "killed", "diverged", "stopped", "lost"}
 )
 ACTIVE_STATUSES: frozenset[str] = frozenset({"queued", "running"})
 
@@ -44,6 +50,16 @@ class LifecycleRow(Protocol):
     updated_at: float
     host: str | None
     cancel_requested: bool
+
+
+def health_flag(health: str | None, stalled_since: float | None, status: str) -> str | None:
+    """The row's health flag: `stalled` while a live run writes nothing, `warn` when a rule warned (or
+    stopped it: the status says `stopped` then, and the flag is dropped); None when healthy."""
+    if stalled_since is not None and status == "running":
+        return "stalled"
+    if health and status != "stopped":
+        return "warn"
+    return None
 
 
 def check_statuses(status: str | Iterable[str]) -> list[str]:

@@ -87,6 +87,8 @@ PROGRESS_FIELDS = frozenset(
         "last_metrics",  # dict, stored as last_metrics_json
         "last_metrics_json",
         "metrics_offset",
+        "health",  # a health rule's message (engine/control/health_rules.py)
+        "stalled_since",  # the supervisor's stall flag (engine/daemon/stall.py)
     }
 )
 # Columns set_status may set beside the status (identity, config and queue fields have their own functions).
@@ -111,6 +113,7 @@ _STATUS_FIELDS = frozenset(
 _REQUEUE_CLEARS = (
     "started_at", "ended_at", "pid", "pid_start", "host", "gpu", "error", "exit_code", "signal",
     "cluster_job_id", "cluster_raw_id", "cluster_state", "cluster_reason", "segment_started_at",
+    "health", "stalled_since",
 )
 _ORDERS: dict[str, tuple[Any, ...]] = {
     "id": (col(Run.id).asc(),),

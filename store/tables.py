@@ -71,6 +71,9 @@ class Run(SQLModel, table=True):
     max_segments: int | None = None
     segment_started_at: float | None = None  # when the current segment was submitted
     sweep: str | None = None
+    # schema 4: the health flags (store.lifecycle.health_flag): a rule's warn message, a stall's start
+    health: str | None = None
+    stalled_since: float | None = None
 
 
 class RunEvent(SQLModel, table=True):

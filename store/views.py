@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from store.lifecycle import ACTIVE_STATUSES, TERMINAL_STATUSES
+from store.lifecycle import ACTIVE_STATUSES, TERMINAL_STATUSES, health_flag
 
 
 def _loads(text: str | None, default: Any) -> Any:
@@ -128,6 +128,13 @@ class RunView(_LifecycleMixin):
     max_segments: int | None = None
     segment_started_at: float | None = None
     sweep: str | None = None
+    health: str | None = None  # a health rule's warn or stop message (schema 4)
+    stalled_since: float | None = None  # when the supervisor saw the live run stop writing
+
+    @property
+    def health_flag(self) -> str | None:
+        """`stalled`, `warn` or None: the one rule, store.lifecycle.health_flag."""
+        return health_flag(self.health, self.stalled_since, self.status)
 
     @classmethod
     def from_row(cls, row: Any) -> RunView:

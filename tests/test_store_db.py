@@ -296,7 +296,7 @@ def test_v1_store_gains_the_viz_job_columns(home: Path, monkeypatch: pytest.Monk
         "perturb", ("a.png",), None, None, None)
     raw = sqlite3.connect(db.db_path(home))
     try:
-        assert raw.execute("SELECT version FROM schema_version").fetchone()[0] == len(db.MIGRATIONS) == 3
+        assert raw.execute("SELECT version FROM schema_version").fetchone()[0] == len(db.MIGRATIONS) >= 3
     finally:
         raw.close()
 

@@ -26,7 +26,8 @@ def npz(tmp_path_factory) -> Path:
 
 def gan_dir(tmp_path: Path, npz: Path, *extra: str) -> Path:
     return make_run_dir(tmp_path, "acgan-wgangp", f"dataset=npz:{npz}", "width=8", "batch_size=32",
-                        "epochs=2", "log_every=3", "device=cpu", "deterministic=true", "threads=1", *extra)
+                        "epochs=2", "log_every=3", "log_seconds=0", "device=cpu", "deterministic=true", "threads=1",
+                        *extra)  # windows by steps only: two runs compare them window by window
 
 
 @pytest.mark.slow

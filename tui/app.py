@@ -20,12 +20,13 @@ from engine.control.paths import ensure_home
 from tui.forms.new_run import NewRunScreen
 from tui.messages import RunsChanged
 from tui.present import one_line
+from tui.run_events import RunEventToasts
 from tui.screens.help import FILTER_HELP, HelpScreen
 from tui.screens.runs import RunsScreen
 from tui.screens.welcome import WelcomeModal
 
 
-class GanmgrApp(App[int]):
+class GanmgrApp(RunEventToasts, App[int]):
     CSS_PATH = "ganmgr.tcss"
     TITLE = "ganmgr"
     ENABLE_COMMAND_PALETTE = False
@@ -44,6 +45,7 @@ class GanmgrApp(App[int]):
         return self.runs_screen
 
     def on_mount(self) -> None:
+        self.start_event_toasts()  # a run's end (and a health flag) as a toast with the bell: tui/run_events.py
         if self.reconcile_enabled:
             self.reconcile()
 

@@ -25,6 +25,7 @@ STATUS_STYLES: dict[str, str] = {
     "cancelled": "bright_black",
     "killed": "magenta",
     "diverged": "dark_orange",
+    "stopped": "dark_orange",
     "lost": "red",
 }
 STATUS_GLYPHS: dict[str, str] = {
@@ -35,6 +36,7 @@ STATUS_GLYPHS: dict[str, str] = {
     "cancelled": "■",
     "killed": "☠",
     "diverged": "↯",
+    "stopped": "⊘",
     "lost": "?",
 }
 
@@ -49,6 +51,10 @@ def status_text(status: str, queue_pos: int | None = None, cancelling: bool = Fa
         label = "stopping"
     return Text(f"{glyph} {label}", style=STATUS_STYLES.get(status, ""))
 
+
+# A health flag beside the status (a rule's warn, a stall): never a status of its own
+HEALTH_GLYPH = "⚠"
+HEALTH_STYLE = "bold yellow"
 
 # A Slurm run that was submitted but has not started: a `running` row (the claim moved it out of the queue)
 # that `ganmgr ls` and `show` call `pending`. Its own colour, so "waiting on the cluster" never reads as
@@ -68,10 +74,16 @@ def run_status_word(run: RunView) -> str:
 
 
 def run_status_text(run: RunView, queue_pos: int | None = None) -> Text:
-    """status_text for a run row: `◷ pending` for a Slurm job waiting on the cluster, else as status_text."""
+    """status_text for a run row: `◷ pending` for a Slurm job waiting on the cluster, else as status_text;
+    a health flag follows it (`▶ running ⚠ stalled`, `✓ completed ⚠ warn`: store.lifecycle.health_flag)."""
     if run_status_word(run) == "pending":
-        return Text(f"{PENDING_GLYPH} pending", style=PENDING_STYLE)
-    return status_text(run.status, queue_pos, run.cancel_requested)
+        text = Text(f"{PENDING_GLYPH} pending", style=PENDING_STYLE)
+    else:
+        text = status_text(run.status, queue_pos, run.cancel_requested)
+    flag = run.health_flag
+    if flag:
+        text.append(f" {HEALTH_GLYPH} {flag}", style=HEALTH_STYLE)
+    return text
 
 
 def cluster_reason(run: RunView) -> str:

@@ -61,7 +61,50 @@ def _check_dataset(v: str) -> str | None:
     return dataset_syntax_error(v)
 
 
+# --- health rules (engine/control/health_rules.py): an action per rule and its thresholds -------------
+
+HEALTH_ACTIONS = ("off", "warn", "stop")
+
+
+def _health_action(name: str, default: str, what: str) -> Field:
+    return Field(name, "str", default, "health", f"{what}: off | warn (flag + notification) | stop (checkpoint, "
+                 f"end as stopped)", choices=HEALTH_ACTIONS)
+
+
+HEALTH_WINDOWS = Field("health_windows", "int", 3, "health", "consecutive train windows a window rule must see "
+                       "before it acts", min=1, max=10**6)
+HEALTH_CRITIC: tuple[Field, ...] = (
+    _health_action("health_critic", "stop", "WGAN critic blow-up (|d_real_source - d_fake_source| or gp)"),
+    Field("health_critic_gap", "float", 1e4, "health", "critic blow-up bound on |d_real_source - d_fake_source|",
+          min=0.0, min_exclusive=True, max=1e30),
+    Field("health_critic_gp", "float", 1e3, "health", "critic blow-up bound on the gradient penalty gp",
+          min=0.0, min_exclusive=True, max=1e30),
+    HEALTH_WINDOWS,
+)
+HEALTH_SATURATION: tuple[Field, ...] = (
+    _health_action("health_saturation", "warn", "BCE discriminator saturation (D(x) high and D(G(z)) low)"),
+    Field("health_saturation_real", "float", 0.99, "health", "saturation: mean D(x) above this", min=0.0, max=1.0),
+    Field("health_saturation_fake", "float", 0.01, "health", "saturation: mean D(G(z)) below this", min=0.0,
+          max=1.0),
+    HEALTH_WINDOWS,
+)
+HEALTH_COLLAPSE: tuple[Field, ...] = (
+    _health_action("health_collapse", "warn", "mode collapse (the epoch's diversity or class_spread signal)"),
+    Field("health_collapse_below", "float", 0.1, "health", "mode collapse: the recipe's collapse signal below this",
+          min=0.0, max=1e6),
+    Field("health_collapse_epochs", "int", 3, "health", "consecutive epochs below health_collapse_below before "
+          "the rule acts", min=1, max=10**6),    Field("health_collapse_after", "int", 5, "health", "epochs before the collapse rule looks (early epochs of a "
+          "healthy GAN score low while its models learn)", min=0, max=10**6),
+)
+HEALTH_STALL = Field("health_stall_seconds", "float", 300.0, "health",
+                     "the supervisor flags a live run `stalled` when metrics.jsonl gains nothing for max(this, 10x "
+                     "its median record interval) seconds (0: never)", min=0.0, max=1e7)
+# every health field: runtime settings, so a resume may change them (engine/compute/recipes/base.py)
+HEALTH_KEYS = frozenset(f.name for f in (*HEALTH_CRITIC, *HEALTH_SATURATION, *HEALTH_COLLAPSE, HEALTH_STALL))
+
 # --- fields shared by every recipe, grouped as data / model / optimization / run -------------------
+
+BEST_MODES = ("auto", "max", "min")
 
 COMMON: tuple[Field, ...] = (
     # data
@@ -92,9 +135,18 @@ COMMON: tuple[Field, ...] = (
     Field("deterministic", "bool", False, "run", "deterministic kernels (slower; exact resume on CPU)"),
     Field("log_every", "int", 50, "run", "steps per train metrics record (averages over the window)",
           min=1, max=10**7),
+    Field("log_seconds", "float", 2.0, "run", "a train metrics record at least this often, in seconds, "
+          "whichever of log_every and log_seconds comes first (0: steps only)", min=0.0, max=86400.0),
     Field("keep_every", "int", 25, "run", "keep checkpoints/epoch_NNN.pt every k epochs (0: only last/final)",
           min=0, max=10**6),
     Field("threads", "int", 0, "run", "CPU threads for torch (0: torch's default)", min=0, max=1024),
+    Field("best_metric", "str", None, "run",
+          "epoch-record field that keeps checkpoints/best.pt (default test_acc with a classifier; none: no best.pt)",
+          optional=True),
+    Field("best_mode", "str", "auto", "run",
+          "auto (max for accuracies and epoch signals, min for mean_ losses) | max | min: which best_metric wins",
+          choices=BEST_MODES),
+    HEALTH_STALL,
 )
 
 BASELINE: tuple[Field, ...] = (
@@ -114,6 +166,8 @@ ACGAN: tuple[Field, ...] = (
     Field("gen_every", "int", 1, "optimization", "train the generator every k steps (course: 1)", min=1, max=1000),
     Field("save_noise_seed", "int", 352, "run", "numpy seed of the fixed 10x10 sample noise (course: 352)",
           min=0, max=2**32 - 1),
+    *HEALTH_CRITIC,
+    *HEALTH_COLLAPSE,
 )
 
 
@@ -134,6 +188,8 @@ MLP_GAN: tuple[Field, ...] = (
     _n_z(),
     Field("leaky_slope", "float", 0.2, "model", "LeakyReLU negative slope in G and D (001: 0.2)", min=0.0, max=1.0),
     _samples(16, "001"),
+    *HEALTH_SATURATION,
+    *HEALTH_COLLAPSE,
 )
 
 LAB5_GAN: tuple[Field, ...] = (
@@ -144,6 +200,8 @@ LAB5_GAN: tuple[Field, ...] = (
     Field("classes", "ints", [], "data", "train only on these labels, e.g. 8 (003: start with one digit); "
           "empty: all", min=0, max=100000),
     _samples(64, "8x8 grid"),
+    *HEALTH_SATURATION,
+    *HEALTH_COLLAPSE,
 )
 
 DCGAN: tuple[Field, ...] = (
@@ -152,6 +210,8 @@ DCGAN: tuple[Field, ...] = (
     _n_z(),
     Field("leaky_slope", "float", 0.2, "model", "LeakyReLU negative slope in D (004: 0.2)", min=0.0, max=1.0),
     _samples(64, "004"),
+    *HEALTH_SATURATION,
+    *HEALTH_COLLAPSE,
 )
 
 # the ACGAN's train metrics, in the order its train_step returns them (engine/compute/recipes/acgan.py):
@@ -199,8 +259,15 @@ class RecipeSpec:
             out[f.name] = f
         return out
 
+    def best_metrics(self) -> tuple[str, ...]:
+        """The epoch-record fields `best_metric` may name (engine/compute/recipes/base.py `_epoch_end`)."""
+        accs = ("test_acc", "train_acc") if self.has_classifier else ()
+        return (*accs, *[f"mean_{m}" for m in self.train_metrics if m != "acc"], *self.epoch_metrics)
+
     def default_config(self) -> dict[str, Any]:
         cfg = {name: _copy(f.default) for name, f in self.all_fields().items()}
+        if self.has_classifier:  # a GAN without one keeps no best.pt until it has a quality metric
+            cfg["best_metric"] = "test_acc"
         cfg.update({k: _copy(v) for k, v in self.defaults.items()})
         cfg["recipe"] = self.name
         return cfg
@@ -491,7 +558,18 @@ def validate_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         problem = spec.check(out)
         if problem:
             raise ConfigError(problem)
+    metric = out["best_metric"]
+    if metric is not None and metric not in spec.best_metrics():
+        raise ConfigError(f"best_metric={metric!r}{_suggest(metric, spec.best_metrics())} is not in the epoch "
+                          f"records of {recipe}; choose one of: {', '.join(spec.best_metrics())} (or none)")
     return out
+
+
+def best_direction(metric: str, mode: str = "auto") -> str:
+    """'max' or 'min': which value of `metric` is the better one (`best_mode`, auto by the metric's kind)."""
+    if mode in ("max", "min"):
+        return mode
+    return "min" if metric.startswith("mean_") else "max"
 
 
 def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:

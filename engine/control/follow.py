@@ -16,7 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.control.records import ARTIFACT, END, END_STATUSES, EPOCH, START, TRAIN, json_safe
+from engine.control.records import (
+    ARTIFACT,
+    END,
+    END_STATUSES,
+    EPOCH,
+    HEALTH,
+    PROGRESS,
+    START,
+    TRAIN,
+    json_safe,
+)
 
 ERROR_LIMIT = 4000  # characters of error text kept in the row (the full log stays in log.txt)
 LOG_TAIL_LINES = 20
@@ -24,7 +34,11 @@ LOG_TAIL_LINES = 20
 
 @dataclass
 class ProgressFold:
-    """Folds metrics records into the progress columns of a run row (see store.runs.PROGRESS_FIELDS)."""
+    """Folds metrics records into the progress columns of a run row (see store.runs.PROGRESS_FIELDS).
+
+    `progress` records (a worker's sign of life between train windows, about once a second) move the step,
+    the progress fraction and the images/s, so a row moves step by step before its first epoch ends.
+    """
 
     since: float | None = None  # start of the current attempt: older `end` records are ignored
     fields: dict[str, Any] = field(default_factory=dict)
@@ -32,6 +46,8 @@ class ProgressFold:
     steps_per_epoch: int = 0
     end: dict[str, Any] | None = None
     artifacts: list[dict[str, Any]] = field(default_factory=list)  # not yet recorded in the store
+    # run events not yet recorded in the store: a health rule's warn as ("warn", message)
+    events: list[tuple[str, str]] = field(default_factory=list)
     dirty: bool = False
 
     def fold(self, rec: dict[str, Any]) -> None:
@@ -44,6 +60,16 @@ class ProgressFold:
             f["step"] = _int(rec.get("step")) or 0
             if self.epochs:
                 f["epochs"] = self.epochs
+        elif kind == PROGRESS:
+            self.steps_per_epoch = _int(rec.get("steps_per_epoch")) or self.steps_per_epoch
+            if _int(rec.get("step")) is not None:
+                f["step"] = _int(rec.get("step"))
+            epoch = _int(rec.get("epoch"))  # the epoch in progress, 1-based: one more than those completed
+            if epoch is not None and epoch >= 1:
+                f["epoch"] = epoch - 1
+            ips = json_safe(rec.get("images_per_s"))
+            if isinstance(ips, (int, float)) and not isinstance(ips, bool):
+                f["images_per_s"] = ips
         elif kind == TRAIN:
             if _int(rec.get("step")) is not None:
                 f["step"] = _int(rec.get("step"))
@@ -62,6 +88,12 @@ class ProgressFold:
         elif kind == ARTIFACT:
             if isinstance(rec.get("path"), str):
                 self.artifacts.append(rec)
+        elif kind == HEALTH:  # a health rule acted: the row's flag, and a `warn` event (a stop ends the run)
+            message = rec.get("message")
+            if isinstance(message, str) and message:
+                f["health"] = message[:500]
+                if rec.get("action") == "warn":
+                    self.events.append(("warn", message[:500]))
         elif kind == END:
             t = rec.get("time")
             if self.since is None or not isinstance(t, (int, float)) or t >= self.since:
@@ -77,6 +109,10 @@ class ProgressFold:
 
     def take_artifacts(self) -> list[dict[str, Any]]:
         out, self.artifacts = self.artifacts, []
+        return out
+
+    def take_events(self) -> list[tuple[str, str]]:
+        out, self.events = self.events, []
         return out
 
 
@@ -110,7 +146,9 @@ def outcome(end: dict[str, Any] | None, *, returncode: int | None, cancel_reques
         if status == "failed":
             error = _clip((error or "failed") + log_tail(log_path))
         message = {"completed": "completed", "cancelled": "cancelled: the worker checkpointed and stopped",
-                   "diverged": f"diverged: {error}", "failed": f"failed: {_first_line(error)}"}[status]
+                   "diverged": f"diverged: {error}{healthy_note(end)}",
+                   "stopped": f"stopped: {error}{healthy_note(end)}",
+                   "failed": f"failed: {_first_line(error)}"}[status]
         if status == "completed":
             error = None
         return Outcome(status, message, error, code if code is not None else (128 + sig if sig else None), sig)
@@ -130,6 +168,17 @@ def outcome(end: dict[str, Any] | None, *, returncode: int | None, cancel_reques
     if cancel_requested:
         return Outcome("cancelled", "cancelled: the worker is gone", why)
     return Outcome("lost", f"lost: {why}", why + log_tail(log_path))
+
+
+def healthy_note(end: dict[str, Any]) -> str:
+    """'; healthy checkpoint: checkpoints/last.pt (epoch 2, step 78)' from a divergence's or a health stop's
+    end record ('' for an end record without the field: an older worker)."""
+    if "healthy_checkpoint" not in end:
+        return ""
+    ck = end.get("healthy_checkpoint")
+    if not isinstance(ck, dict) or not isinstance(ck.get("path"), str):
+        return "; no healthy checkpoint (no epoch of this run had ended)"
+    return f"; healthy checkpoint: {ck['path']} (epoch {ck.get('epoch')}, step {ck.get('step')})"
 
 
 def log_tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:

@@ -30,6 +30,7 @@ from store import viz_jobs as store_viz
 from store.db import db_path
 from store.errors import StoreError
 from store.lifecycle import ACTIVE_STATUSES
+from store.notices import notices_pending
 from store.views import RunView, VizJobView
 
 # A headless run's row says `running` a moment before its worker's pid is recorded: give it this long.
@@ -99,7 +100,13 @@ def final_fold(home: Path, run: RunView) -> ProgressFold:
 
 
 def record_artifacts(home: Path, run_id: int, fold: ProgressFold) -> None:
+    """The fold's new artifacts, and its run events (a health rule's warn), into the store."""
     record_artifact_records(home, run_id, fold.take_artifacts())
+    for status, message in fold.take_events():
+        try:
+            store_runs.add_event(home, run_id, status, message)
+        except StoreError:
+            continue
 
 
 def record_artifact_records(home: Path, run_id: int, records: list[dict[str, Any]]) -> None:
@@ -147,11 +154,14 @@ def _reconcile_viz(home: Path, host: str, owned: Container[int]) -> None:
 
 
 def supervisor_work_pending(home: Path, host: str | None = None) -> bool:
-    """Queued runs, or running runs on this host that a supervisor should be watching."""
+    """Queued runs, or running runs on this host that a supervisor should be watching, or notifications
+    to send (a run a headless command or a reconcile settled: `store.notices`)."""
     if not db_path(home).exists():
         return False
     host = host or socket.gethostname()
     if any(is_supervisor_work(r, host) for r in store_runs.list_runs(home, status=ACTIVE_STATUSES)):
+        return True
+    if notices_pending(home):
         return True
     return any(viz_is_supervisor_work(j, host) for j in store_viz.list_viz_jobs(home, status=ACTIVE_STATUSES))
 

@@ -33,8 +33,13 @@ ARTIFACT = "artifact"
 PROGRESS = "progress"
 RESULT = "result"
 END = "end"
+# a health rule that acted (warn or stop): rule, action, message, epoch, step, healthy_checkpoint
+# (engine/control/health_rules.py)
+HEALTH = "health"
+# the `what` of the artifact record that announces a new checkpoints/best.pt (engine/compute/checkpoint.py)
+BEST_WHAT = "best"
 # the statuses an `end` record carries (engine/worker.py and the viz jobs write them)
-END_STATUSES = ("completed", "failed", "cancelled", "diverged")
+END_STATUSES = ("completed", "failed", "cancelled", "diverged", "stopped")
 
 DEFAULT_MAX_BYTES = 1 << 20
 END_SEARCH_BYTES = 256 * 1024  # how far back from the file's end `attempt_end` looks
@@ -164,6 +169,30 @@ def attempt_end(path: Path, since: float | None, tail_bytes: int = END_SEARCH_BY
     return None
 
 
+def last_artifact(path: Path, what: str, chunk_bytes: int = 65536) -> dict[str, Any] | None:
+    """The newest `artifact` record of `what` (e.g. "best"), read backward from the file's end: cheap even
+    when the record is far back in a long file (only lines naming `what` are parsed)."""
+    marker = json.dumps(what).encode()
+    try:
+        with open(path, "rb") as fh:
+            pos = os.fstat(fh.fileno()).st_size
+            carry = b""
+            while pos > 0:
+                start = max(0, pos - chunk_bytes)
+                fh.seek(start)
+                lines = (fh.read(pos - start) + carry).split(b"\n")
+                carry = lines.pop(0) if start > 0 else b""
+                for line in reversed(lines):
+                    if marker in line:
+                        rec = parse_record(line)
+                        if rec is not None and rec.get("kind") == ARTIFACT and rec.get("what") == what:
+                            return rec
+                pos = start
+    except OSError:
+        return None
+    return None
+
+
 def line_end_offset(path: Path) -> int:
     """Offset just past the last newline of `path` (0 if none or missing): where a new attempt's records
     begin once the worker has cut a half-written last line."""
@@ -238,12 +267,14 @@ class MetricsWriter:
             self._fh.flush()
             self._fh.close()
 
-    def end(self, status: str, error: str | None = None) -> None:
-        """Write the last record (`end`, fsync'd) and close. A full disk must not hide the real status in a
-        traceback: a failed write is one line on stderr, and the caller still exits with its code."""
+    def end(self, status: str, error: str | None = None, **fields: Any) -> None:
+        """Write the last record (`end`, fsync'd) and close; `fields` go with it (a divergence's step and
+        healthy checkpoint). A full disk must not hide the real status in a traceback: a failed write is one
+        line on stderr, and the caller still exits with its code."""
         rec: dict[str, Any] = {"kind": END, "status": status, "time": time.time()}
         if error:
             rec["error"] = error
+        rec.update({k: v for k, v in fields.items() if k not in rec})
         try:
             self.write(rec)
             self.sync()
@@ -251,7 +282,7 @@ class MetricsWriter:
             print(f"{self.who}: could not write the end record: {e}", file=sys.stderr)
         self.close()
 
-    def exit_with(self, status: str, code: int, error: str | None = None) -> int:
+    def exit_with(self, status: str, code: int, error: str | None = None, **fields: Any) -> int:
         """`end`, then `code` for the process to exit with: `return metrics.exit_with("failed", 2, why)`."""
-        self.end(status, error)
+        self.end(status, error, **fields)
         return code

@@ -22,6 +22,13 @@ from engine.control.procs import signal_verified
 from engine.control.run_dir import read_run_config, write_run_config
 from engine.control.runs_root import ensure_run_folder, runs_root
 from engine.control.supervisor_lock import lock_is_held
+from engine.control.viz_spec import (
+    available_checkpoints,
+    checkpoint_choice,
+    checkpoint_epoch,
+    checkpoint_path,
+    choice_of,
+)
 from store import runs as store_runs
 from store.views import RunView
 
@@ -142,7 +149,11 @@ def _config_changes(folder: Path, run: RunView) -> str:
         on_disk = read_run_config(folder)
     except ConfigError as e:
         return f"it no longer loads: {str(e).splitlines()[0][:200]}"
-    diff = config_diff(run.config, on_disk)
+    try:  # the stored config with the fields added since it was created filled in, as read_run_config does
+        stored = validate_config(run.config)
+    except ConfigError:
+        stored = run.config
+    diff = config_diff(stored, on_disk)
     if not diff:
         return ""
     k, (old, new) = next(iter(diff.items()))
@@ -151,16 +162,26 @@ def _config_changes(folder: Path, run: RunView) -> str:
 
 
 def fork_run(home: Path, run_ref: str | int, *, overrides: dict[str, Any] | None = None,
-             assignments: list[str] | tuple[str, ...] = (), epoch: int | None = None, name: str | None = None,
-             tags: list[str] | tuple[str, ...] = (), notes: str = "", priority: int = 0) -> RunView:
+             assignments: list[str] | tuple[str, ...] = (), epoch: int | None = None, checkpoint: str | None = None,
+             name: str | None = None, tags: list[str] | tuple[str, ...] = (), notes: str = "",
+             priority: int = 0, from_healthy: bool = False) -> RunView:
     """A new queued run that starts from a checkpoint of `run_ref` under a changed config.
 
     The parent's config plus `overrides` and `key=value` `assignments`; its folder gets
-    `checkpoints/init.pt`, a copy of the parent's `checkpoints/epoch_NNN.pt` (`epoch` given) or `last.pt`.
+    `checkpoints/init.pt`, a copy of the parent's checkpoint named by `checkpoint` (best, last, final,
+    epoch:N: the rule of `viz_spec.checkpoint_choice`; `epoch` N is epoch:N), `last.pt` by default;
+    `from_healthy`: the checkpoint the worker kept from before a health rule fired or the run diverged.
     """
     parent = store_runs.find_run(home, run_ref)
     if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1):
         raise SubmitError(f"--epoch must be a positive integer, not {epoch!r}")
+    healthy_epoch: int | None = None
+    if from_healthy:
+        if checkpoint is not None or epoch is not None:
+            raise SubmitError("give --from-healthy or --checkpoint/--epoch, not both")
+        chosen, healthy_epoch = _healthy_source(home, parent)
+    else:
+        chosen = checkpoint_choice(checkpoint, epoch, default="last")
     base = {k: v for k, v in parent.config.items() if k not in ("recipe", "config_version")}
     base.update(overrides or {})
     base["name"] = name if name is not None else _fork_name(parent.name)
@@ -170,18 +191,15 @@ def fork_run(home: Path, run_ref: str | int, *, overrides: dict[str, Any] | None
         raise SubmitError(f"a fork keeps the parent's model shapes; {', '.join(shape)} cannot change "
                           f"(start a new run instead)")
     folder = _run_folder(home, parent)
-    if epoch is not None:
-        source = folder / "checkpoints" / f"epoch_{epoch:03d}.pt"
-        parent_epoch = epoch
-        if not source.is_file():
-            kept = sorted(p.name for p in (folder / "checkpoints").glob("epoch_*.pt"))
-            raise SubmitError(f"run {parent.id} has no checkpoint of epoch {epoch} "
-                              f"(kept: {', '.join(kept) if kept else 'none'}; see keep_every)")
-    else:
-        source = folder / "checkpoints" / "last.pt"
-        parent_epoch = parent.epoch
-        if not source.is_file():
-            raise SubmitError(f"run {parent.id} has no checkpoint to fork from ({source} is missing)")
+    source = checkpoint_path(folder, chosen)
+    if not source.is_file():
+        raise SubmitError(_no_fork_source(parent.id, folder, chosen))
+    parent_epoch = healthy_epoch if healthy_epoch is not None else checkpoint_epoch(folder, chosen)
+    if parent_epoch is None:
+        if chosen.endswith("/best.pt"):
+            raise SubmitError(f"run {parent.id}: metrics.jsonl does not say which epoch checkpoints/best.pt is "
+                              f"from; fork --checkpoint last or epoch:N instead")
+        parent_epoch = parent.epoch  # last.pt and final.pt hold the run's latest epoch
     if cfg["epochs"] <= parent_epoch:
         raise SubmitError(f"the fork starts after epoch {parent_epoch}; set epochs above it "
                           f"(--set epochs={parent_epoch + 10})")
@@ -196,6 +214,36 @@ def fork_run(home: Path, run_ref: str | int, *, overrides: dict[str, Any] | None
         staged.unlink(missing_ok=True)
     ensure_supervisor(home)
     return view
+
+
+def _healthy_source(home: Path, parent: RunView) -> tuple[str, int]:
+    """The checkpoint a worker named healthy (before a health rule fired or the run diverged) and its epoch;
+    SubmitError (exit 2) when nothing fired or nothing was kept before it."""
+    from engine.control.health_rules import healthy_of
+
+    found = healthy_of(_run_folder(home, parent))
+    if found is None:
+        raise SubmitError(f"run {parent.id} has no health event or divergence: no checkpoint is marked healthy; "
+                          f"fork --checkpoint last instead")
+    epoch = found.get("epoch")
+    if not found or not isinstance(epoch, int) or isinstance(epoch, bool):
+        raise SubmitError(f"run {parent.id}: its health rule fired (or it diverged) before any checkpoint; "
+                          f"there is no healthy checkpoint to fork from")
+    return str(found["path"]), epoch
+
+
+def _no_fork_source(run_id: int, folder: Path, checkpoint: str) -> str:
+    """One line: the checkpoint the fork asked for is missing, and the ones the parent has."""
+    have = available_checkpoints(folder)
+    choice = choice_of(checkpoint)
+    if choice == "last":
+        what = "checkpoint"
+    elif choice.startswith("epoch:"):
+        what = f"checkpoint of epoch {choice.removeprefix('epoch:')}"
+    else:
+        what = f"{choice} checkpoint"
+    kept = f"it has --checkpoint {', '.join(have)}" if have else "it has none"
+    return f"run {run_id} has no {what} to fork from ({checkpoint} is missing; {kept})"
 
 
 def _stage_copy(source: Path, home: Path) -> Path:

@@ -2,7 +2,8 @@
 
 `submit_viz` is what `ganmgr viz`, `ganmgr report` and the TUI's launcher call: it checks everything a
 job needs before anything exists (the kind and its parameters, that the run is of a recipe the kind
-understands, that the checkpoint file is there, the baseline run for `quality`/`report`), then creates the
+understands, that the checkpoint it names (`best`, `last`, `final`, `epoch:N`: `viz_spec.checkpoint_choice`) is
+there inside the run folder, the baseline run for `quality`/`report`), then creates the
 row and RUN_DIR/viz/<id>-<kind>/job.json in one transaction and makes sure a supervisor runs it.
 
 `VizFold` folds a job's metrics.jsonl (start, progress, artifact, result, end records) into the fields of
@@ -26,7 +27,8 @@ from engine.control.runs_root import ensure_run_folder
 from engine.control.submit import SubmitError
 from engine.control.viz_spec import (
     FINAL_CHECKPOINT,
-    checkpoint_name,
+    checkpoint_choice,
+    checkpoint_path,
     create_job_dir,
     make_job,
     missing_checkpoint_message,
@@ -81,23 +83,26 @@ def check_run_for_kind(run: RunView, kind: str, checkpoint: str) -> None:
     if why is not None:
         raise SubmitError(f"run {run.id}: {why}")
     if viz_kind(kind).needs_checkpoint:
-        if not (Path(run.run_dir or "") / checkpoint).is_file():
+        if not checkpoint_path(Path(run.run_dir or ""), checkpoint).is_file():
             raise SubmitError(missing_checkpoint_message(Path(run.run_dir or ""), checkpoint))
     elif kind not in LIVE_OK and run.status != "completed":
         raise SubmitError(f"run {run.id} is {run.status}; {kind} needs a completed run")
 
 
-def submit_viz(home: Path, run_id: int, kind: str, *, epoch: int | None = None,
+def submit_viz(home: Path, run_id: int, kind: str, *, epoch: int | None = None, checkpoint: str | None = None,
                assignments: tuple[str, ...] | list[str] = (), overrides: dict[str, Any] | None = None,
                baseline_id: int | None = None, priority: int = 0, start_supervisor: bool = True) -> VizJobView:
     """Validate, create the job's row and folder together, and start a supervisor. Raises SubmitError
-    (or VizSpecError, a ConfigError) with one line naming the problem; nothing is created then."""
+    (or VizSpecError, a ConfigError) with one line naming the problem; nothing is created then.
+
+    `checkpoint` is the user's choice (best, last, final, epoch:N; default final); `epoch` is its synonym."""
     spec = viz_kind(kind)
     params = resolve_viz_params(kind, overrides, assignments)
     run = _run(home, run_id, "run")
-    checkpoint = checkpoint_name(epoch)
-    if epoch is not None and not spec.needs_checkpoint:
-        raise SubmitError(f"{kind} reads the run's files, not a checkpoint; drop --epoch")
+    if (epoch is not None or checkpoint is not None) and not spec.needs_checkpoint:
+        flag = "--epoch" if epoch is not None else "--checkpoint"
+        raise SubmitError(f"{kind} reads the run's files, not a checkpoint; drop {flag}")
+    checkpoint = checkpoint_choice(checkpoint, epoch)
     check_run_for_kind(run, kind, checkpoint)
     base: RunView | None = None
     if spec.needs_baseline:

@@ -12,6 +12,11 @@ The job contract (what a caller writes, what the worker reads) is `job.json` in 
 
 `make_job` builds it from loose input and `validate_job` checks one read back; both raise `VizSpecError`.
 The file itself is written and read by engine/control/run_dir.py (`write_job`, `read_job`).
+
+Which checkpoint a job (or a fork) reads is one rule, here: `checkpoint_choice` turns the user's
+`--checkpoint best|last|final|epoch:N` (or `--epoch N`, its synonym) into a file name, `checkpoint_path` keeps
+it inside the run folder, `available_checkpoints` lists what a run has and `missing_checkpoint_message`
+says so in one line. The CLI (`viz`, `report`, `fork`) and the TUI's launcher all go through them.
 """
 
 from __future__ import annotations
@@ -26,12 +31,18 @@ from typing import Any
 
 from engine.control.config import DEVICE_RE, Field, check_field, parse_assignments, parse_value
 from engine.control.errors import ConfigError
-from engine.control.paths import ensure_inside
+from engine.control.paths import METRICS_FILE, PathError, ensure_inside
+from engine.control.records import BEST_WHAT, last_artifact
 
 # The conv layers the course visualizes (002, "Synthetic Features Maximizing Features at Various Layers")
 FEATURE_LAYERS: tuple[int, ...] = (2, 3, 4, 6, 8)
-CHECKPOINT_RE = re.compile(r"^checkpoints/(final|last|epoch_\d{3,})\.pt$")
+# (healthy.pt: kept by a health rule, engine/compute/health.py; reached by `fork --from-healthy`)
+CHECKPOINT_RE = re.compile(r"^checkpoints/(final|last|best|healthy|epoch_\d{3,})\.pt$")
 FINAL_CHECKPOINT = "checkpoints/final.pt"
+# `--checkpoint` takes these names or epoch:N; best.pt is kept by the run's best_metric (config)
+NAMED_CHECKPOINTS = ("best", "last", "final")
+EPOCH_CHOICE_RE = re.compile(r"^epoch:([1-9]\d{0,8})$")
+CHOICE_WORDS = "best, last, final or epoch:N"
 JOB_DIR_RE = re.compile(r"^[1-9]\d*-[a-z_]+$")
 EPOCH_CKPT_RE = re.compile(r"^epoch_(\d+)\.pt$")
 
@@ -224,6 +235,39 @@ def checkpoint_name(epoch: int | None = None) -> str:
     return f"checkpoints/epoch_{epoch:03d}.pt"
 
 
+def checkpoint_choice(choice: str | None = None, epoch: int | None = None, *, default: str = "final") -> str:
+    """`--checkpoint best|last|final|epoch:N` (or `--epoch N`, the same as epoch:N) as the file it names,
+    relative to the run folder; neither given: `default`. VizSpecError (exit 2) for anything else."""
+    if choice is not None and epoch is not None:
+        raise VizSpecError("give --checkpoint or --epoch, not both (--epoch N is --checkpoint epoch:N)")
+    if epoch is not None:
+        return checkpoint_name(epoch)
+    text = default if choice is None else choice
+    if text in NAMED_CHECKPOINTS:
+        return f"checkpoints/{text}.pt"
+    m = EPOCH_CHOICE_RE.match(text) if isinstance(text, str) else None
+    if m is None:
+        raise VizSpecError(f"--checkpoint {text!r} must be {CHOICE_WORDS} (N: a kept epoch)")
+    return checkpoint_name(int(m.group(1)))
+
+
+def choice_of(checkpoint: str) -> str:
+    """The `--checkpoint` spelling of a file name: checkpoints/epoch_007.pt -> epoch:7, checkpoints/best.pt -> best."""
+    name = checkpoint.removeprefix("checkpoints/")
+    m = EPOCH_CKPT_RE.match(name)
+    return f"epoch:{int(m.group(1))}" if m else name.removesuffix(".pt")
+
+
+def checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
+    """RUN_DIR/checkpoint, refused unless it is a checkpoint name that stays inside the run folder (a
+    symlink out of it included)."""
+    _check_checkpoint(checkpoint, "checkpoint")
+    try:
+        return ensure_inside(run_dir, run_dir / checkpoint)
+    except PathError:
+        raise VizSpecError(f"{checkpoint} of run {run_dir.name} leads outside its folder; refusing it") from None
+
+
 def kept_epochs(run_dir: Path) -> list[int]:
     ckpts = run_dir / "checkpoints"
     if not ckpts.is_dir():
@@ -231,20 +275,60 @@ def kept_epochs(run_dir: Path) -> list[int]:
     return sorted(int(m.group(1)) for p in ckpts.iterdir() if (m := EPOCH_CKPT_RE.match(p.name)))
 
 
+def available_checkpoints(run_dir: Path) -> list[str]:
+    """The `--checkpoint` choices this run folder has: best, last, final (those present), then epoch:N."""
+    ckpts = run_dir / "checkpoints"
+    named = [n for n in NAMED_CHECKPOINTS if (ckpts / f"{n}.pt").is_file()]
+    return [*named, *(f"epoch:{e}" for e in kept_epochs(run_dir))]
+
+
+def best_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    """What checkpoints/best.pt holds, from its newest `artifact` record: `epoch`, `metric`, `value`, `mode`
+    (None when the run has no best.pt)."""
+    if not (run_dir / "checkpoints" / "best.pt").is_file():
+        return None
+    rec = last_artifact(run_dir / METRICS_FILE, BEST_WHAT)
+    if rec is None or isinstance(rec.get("epoch"), bool) or not isinstance(rec.get("epoch"), int):
+        return None
+    return rec
+
+
+def checkpoint_epoch(run_dir: Path, checkpoint: str) -> int | None:
+    """The epoch a checkpoint's weights are from, where the file name or the records say it (epoch_NNN,
+    best); None for last and final (the run's own epoch counter says it)."""
+    m = EPOCH_CKPT_RE.match(checkpoint.removeprefix("checkpoints/"))
+    if m:
+        return int(m.group(1))
+    if checkpoint.endswith("/best.pt"):
+        best = best_checkpoint(run_dir)
+        return best["epoch"] if best else None
+    return None
+
+
 def missing_checkpoint_message(run_dir: Path, checkpoint: str) -> str:
-    """Why the checkpoint is not there and what to pass instead."""
+    """Why the checkpoint is not there and which ones the run has instead (one line)."""
     kept = kept_epochs(run_dir)
     kept_text = (f"kept epoch checkpoints: {', '.join(map(str, kept))}" if kept
                  else "it kept no epoch checkpoints")
-    has_last = (run_dir / "checkpoints" / "last.pt").is_file()
+    wanted = checkpoint.removeprefix("checkpoints/").removesuffix(".pt")
+    others = [n for n in NAMED_CHECKPOINTS
+              if n != wanted and (run_dir / "checkpoints" / f"{n}.pt").is_file()]
+    alternatives = ([] if not kept or wanted.startswith("epoch_") else ["--epoch E for a kept epoch checkpoint"])
+    if others:
+        alternatives.append(f"--checkpoint {' or '.join(others)}")
+    hint = "pass " + ", or ".join(alternatives) if alternatives else ""
     where = f"run {run_dir.name} has no {checkpoint}"
-    if checkpoint.endswith("final.pt"):
-        hint = "pass --epoch E for a kept epoch checkpoint" if kept else (
-            "wait for it to finish" + (" or use checkpoints/last.pt" if has_last else ""))
-        return f"{where}: it has not completed; {hint} ({kept_text})"
-    if checkpoint.endswith("last.pt"):
-        return f"{where}: it never finished an epoch ({kept_text})"
-    hint = "pass one of those epochs" if kept else "use the final checkpoint (no --epoch)"
+    if wanted == "final":
+        return f"{where}: it has not completed; {hint or 'wait for it to finish'} ({kept_text})"
+    if wanted == "last":
+        return f"{where}: it never finished an epoch; {hint or 'it has no checkpoint yet'} ({kept_text})"
+    if wanted == "best":
+        return (f"{where}: best.pt is kept only by a best_metric (config) once an epoch ends; "
+                f"{hint or 'it has no checkpoint yet'} ({kept_text})")
+    if kept:
+        hint = "pass one of those epochs" + (f", or --checkpoint {' or '.join(others)}" if others else "")
+    else:
+        hint = hint or "it has no checkpoint yet"
     return f"{where}: that epoch was not kept (keep_every); {hint} ({kept_text})"
 
 
@@ -268,8 +352,8 @@ def viz_argv(job_dir: Path) -> list[str]:
 
 def _check_checkpoint(value: Any, key: str) -> str:
     if not isinstance(value, str) or not CHECKPOINT_RE.match(value):
-        raise VizSpecError(f"{key}={value!r} must be checkpoints/final.pt, checkpoints/last.pt or "
-                           f"checkpoints/epoch_NNN.pt")
+        raise VizSpecError(f"{key}={value!r} must be checkpoints/final.pt, checkpoints/last.pt, "
+                           f"checkpoints/best.pt or checkpoints/epoch_NNN.pt")
     return value
 
 

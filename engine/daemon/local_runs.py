@@ -29,6 +29,7 @@ from engine.daemon.progress import (
     record_end,
     row_to_settle,
 )
+from engine.daemon.stall import StallWatch
 from store import runs as store_runs
 from store.errors import StoreError
 from store.lifecycle import ACTIVE_STATUSES
@@ -42,6 +43,7 @@ class Worker(Watched):
     fold: ProgressFold
     started_at: float | None
     gpu: str | None = None
+    stall: StallWatch | None = None  # the `stalled` flag (engine/daemon/stall.py)
 
 
 def trains_on_cpu(cfg: dict[str, Any], gpus: list[int]) -> bool:
@@ -84,7 +86,7 @@ class RunJobs(ProcessJobs[Worker]):
                 key=run.id, label=f"run {run.id}", pid=run.pid, token=run.pid_start, folder=run_dir, proc=None,
                 tail=MetricsTail(run_dir / METRICS_FILE, offset=run.metrics_offset),
                 fold=ProgressFold(since=run.started_at), started_at=run.started_at, gpu=run.gpu,
-                cancel_requested=run.cancel_requested))
+                cancel_requested=run.cancel_requested, stall=StallWatch.for_config(run.config)))
             if run.cancel_requested:
                 # asked while no supervisor watched: the asker sent SIGTERM (see submit.cancel_run); keep
                 # the grace from now rather than sending a second one
@@ -141,7 +143,8 @@ class RunJobs(ProcessJobs[Worker]):
         token = process_start_token(proc.pid)
         w = self.watch(Worker(key=run.id, label=f"run {run.id}", pid=proc.pid, token=token, folder=run_dir,
                               proc=proc, tail=MetricsTail(metrics, offset=offset),
-                              fold=ProgressFold(since=run.started_at), started_at=run.started_at, gpu=gpu))
+                              fold=ProgressFold(since=run.started_at), started_at=run.started_at, gpu=gpu,
+                              stall=StallWatch.for_config(run.config)))
         try:
             store_runs.mark_started(self.home, run.id, pid=proc.pid, pid_start=token or "?", gpu=gpu,
                                     host=self.host)
@@ -154,12 +157,15 @@ class RunJobs(ProcessJobs[Worker]):
     # --- following ----------------------------------------------------------------------------------
     def follow(self, w: Worker) -> None:
         follow_metrics(self.home, w.key, w.tail, w.fold)
+        if w.stall is not None:
+            w.stall.check(self.home, w.key, w.tail.offset, w.fold)
 
     def flush(self, w: Worker) -> None:
         flush_progress(self.home, w.key, w.tail, w.fold)
 
     def finish(self, w: Worker, returncode: int | None) -> None:
         drain_metrics(self.home, w.key, w.tail, w.fold)  # whatever the worker wrote last
+        w.fold.fields["stalled_since"] = None  # the flag is about a live process
         row = row_to_settle(self.home, w.key, f"worker exited ({returncode})")
         if row is None:
             return

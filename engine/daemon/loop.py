@@ -9,7 +9,8 @@ that the store and the run folders do not: kill it at any moment and the next on
 Job kinds are pluggable (`JobKind`), one room each: `RunJobs` (local_runs.py) drives training workers on
 this machine, `VizJobs` (viz_runs.py) visualization jobs (`python -m engine.compute.viz JOB_DIR`, in their
 own slots), and `SlurmJobs` (slurm_runs.py) runs on the Slurm backend: submitted with sbatch, polled,
-resubmitted. What local workers and viz jobs share as processes is in processes.py; how a training run's
+resubmitted; `Notifier` (notify.py) sends the notifications of run events. What local workers and viz jobs
+share as processes is in processes.py; how a training run's
 metrics.jsonl reaches its row, for local and Slurm runs alike, in progress.py.
 
 SIGTERM/SIGINT make the supervisor exit at once and leave its workers running: they lead their own
@@ -33,6 +34,7 @@ from engine.control.reconcile import reconcile
 from engine.control.supervisor_lock import try_lock
 from engine.daemon.local_runs import RunJobs
 from engine.daemon.log import log
+from engine.daemon.notify import Notifier
 from engine.daemon.slurm_runs import SlurmJobs
 from engine.daemon.viz_runs import VizJobs
 from store import runs as store_runs
@@ -70,7 +72,8 @@ class Supervisor:
         self.runs = RunJobs(home, self.host)
         self.viz = VizJobs(home, self.host)
         self.slurm = SlurmJobs(home, self.host)
-        self.kinds: list[JobKind] = [self.runs, self.viz, self.slurm]
+        self.notifier = Notifier(home)  # last: it announces what the others settled in the same tick
+        self.kinds: list[JobKind] = [self.runs, self.viz, self.slurm, self.notifier]
         self.stopping = False
 
     def serve(self) -> int:

@@ -26,7 +26,7 @@ def follow_metrics(home: Path, run_id: int, tail: MetricsTail, fold: ProgressFol
     """Fold the records a worker appended to metrics.jsonl since the last look (artifacts recorded)."""
     for rec in tail.read_new():
         fold.fold(rec)
-    if fold.artifacts:
+    if fold.artifacts or fold.events:
         record_artifacts(home, run_id, fold)
 
 
@@ -34,7 +34,7 @@ def drain_metrics(home: Path, run_id: int, tail: MetricsTail, fold: ProgressFold
     """Everything left in metrics.jsonl (a long backlog is read in 1 MiB slices)."""
     for rec in tail.read_backlog(DRAIN_READS):
         fold.fold(rec)
-    if fold.artifacts:
+    if fold.artifacts or fold.events:
         record_artifacts(home, run_id, fold)
 
 

@@ -63,7 +63,8 @@ class MetricChart(Vertical):
         return self.query_one(PlotextPlot).plt
 
     def draw(self, series: Mapping[str, Series], *, order: Sequence[str] | None = None, xlabel: str = "",
-             smooth: bool = False, colors: Mapping[str, str] | None = None, note: str = "") -> None:
+             smooth: bool = False, colors: Mapping[str, str] | None = None, note: str = "",
+             empty: str = "waiting for metrics") -> None:
         plot = self.query_one(PlotextPlot)
         plt = plot.plt
         plt.clear_data()
@@ -89,7 +90,7 @@ class MetricChart(Vertical):
         self.drawn_points = total
         self.lines = drawn
         subtitle = " · ".join(p for p in (xlabel and f"x: {xlabel}", "smoothed" if smooth else "", note) if p)
-        self.border_subtitle = subtitle if total else (note or "waiting for metrics")
+        self.border_subtitle = subtitle if total else (note or empty)
         self.draws += 1
         plot.refresh()
 

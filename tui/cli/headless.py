@@ -3,6 +3,9 @@
 The run gets its row and folder exactly as a queued run would (so it shows in the history); the worker
 is a child process in our process group, so a terminal Ctrl-C reaches it directly and it checkpoints.
 We follow its metrics.jsonl for the progress bar and fold progress into the row about once a second.
+The worker's `progress` records (about once a second between train windows) move the bar step by step
+and give the images/s and the time left; without a terminal (a batch job's log) a progress line is
+printed every PRINT_S seconds, and one line per epoch.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ import os
 import signal
 import socket
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from engine.control import records as kinds
@@ -25,7 +29,7 @@ from engine.control.config import recipe_spec
 from engine.control.follow import ProgressFold, outcome
 from engine.control.launcher import spawn_worker
 from engine.control.procs import process_start_token
-from engine.control.reconcile import record_artifacts
+from engine.control.reconcile import reconcile_and_ensure_supervisor, record_artifacts
 from engine.control.records import MetricsTail
 from engine.control.submit import create_run
 from store import runs as store_runs
@@ -33,6 +37,9 @@ from store.errors import StoreError
 from tui.charts.series import DECLARED_EPOCH_METRICS
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+RATE_WINDOW_S = 30.0  # the speed (and so the time left) is measured over the last this many seconds
+PRINT_S = 10.0  # without a terminal: a progress line at most this often
+
 
 @dataclass
 class HeadlessView:
@@ -42,15 +49,26 @@ class HeadlessView:
 
     loss_names: tuple[str, ...]
     fold: ProgressFold = field(default_factory=ProgressFold)
+    batch_size: int = 0
     start_step: int = 0
     epoch_rows: list[dict[str, Any]] = field(default_factory=list)
     samples: list[str] = field(default_factory=list)
+    marks: deque[tuple[float, int]] = field(default_factory=deque)  # (time, step) of recent records
 
-    def add(self, rec: dict[str, Any]) -> None:
+    def add(self, rec: dict[str, Any], now: float | None = None) -> None:
+        """Fold one record; `now` (wall clock) dates a record that carries no `time` of its own."""
         kind = rec.get("kind")
         if kind == kinds.START and isinstance(rec.get("step"), int):
             self.start_step = rec["step"]
-        elif kind == kinds.EPOCH:
+            self.marks.clear()  # a new attempt: its speed starts over
+        if kind in (kinds.PROGRESS, kinds.TRAIN, kinds.EPOCH) and isinstance(rec.get("step"), int):
+            t = rec.get("time")
+            t = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else now
+            if t is not None and (not self.marks or (t > self.marks[-1][0] and rec["step"] >= self.marks[-1][1])):
+                self.marks.append((t, rec["step"]))
+                while len(self.marks) > 2 and t - self.marks[1][0] >= RATE_WINDOW_S:
+                    self.marks.popleft()
+        if kind == kinds.EPOCH:
             self.epoch_rows.append(rec)
         elif kind == kinds.ARTIFACT and rec.get("what") == "samples" and isinstance(rec.get("path"), str):
             self.samples.append(rec["path"])
@@ -67,6 +85,41 @@ class HeadlessView:
     @property
     def epoch(self) -> int:
         return int(self.fold.fields.get("epoch") or 0)
+
+    @property
+    def total(self) -> int:
+        return self.fold.epochs * self.fold.steps_per_epoch
+
+    def steps_per_s(self) -> float | None:
+        """Steps per second over the last RATE_WINDOW_S seconds of records; None before two of them."""
+        if len(self.marks) < 2:
+            return None
+        (t0, s0), (t1, s1) = self.marks[0], self.marks[-1]
+        return (s1 - s0) / (t1 - t0) if t1 > t0 and s1 > s0 else None
+
+    def images_per_s(self) -> float | None:
+        rate = self.steps_per_s()
+        return rate * self.batch_size if rate is not None and self.batch_size else None
+
+    def seconds_left(self) -> float | None:
+        rate = self.steps_per_s()
+        if rate is None or not self.total:
+            return None
+        return max(0, self.total - self.step) / rate
+
+    def speed_text(self) -> str:
+        ips = self.images_per_s()
+        return f"{ips:.1f} img/s" if ips is not None else ""
+
+    def eta_text(self) -> str:
+        left = self.seconds_left()
+        return f"eta {fmt_clock(left)}" if left is not None else "eta -:--:--"
+
+    def progress_line(self) -> str:
+        """The bar as one line of text (a log without a terminal)."""
+        bits = [f"epoch {min(self.epoch + 1, self.epochs or 1)}/{self.epochs or '?'}",
+                f"step {self.step}/{self.total or '?'}", self.speed_text(), self.eta_text(), self.loss_text()]
+        return "  ".join(b for b in bits if b)
 
     def best_test_acc(self) -> float | None:
         accs = [r["test_acc"] for r in self.epoch_rows if isinstance(r.get("test_acc"), (int, float))]
@@ -108,7 +161,7 @@ def run_headless(home: Path, cfg: dict[str, Any], *, tags: list[str], notes: str
                 pass
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    follower = HeadlessView(spec.loss_metrics, ProgressFold(since=view.started_at))
+    follower = HeadlessView(spec.loss_metrics, ProgressFold(since=view.started_at), batch_size=cfg["batch_size"])
     tail = MetricsTail(run_dir / "metrics.jsonl")
     try:
         follow(console, proc, tail, follower, home, view.id)
@@ -120,11 +173,11 @@ def run_headless(home: Path, cfg: dict[str, Any], *, tags: list[str], notes: str
 
 def follow(console: Console, proc, tail: MetricsTail, follower: HeadlessView, home: Path, run_id: int) -> None:
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[speed]}"), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
-                        console=console, transient=False)
-    task = progress.add_task("starting", total=None, speed="", losses="")
+                        TextColumn("{task.fields[speed]}"), TextColumn("{task.fields[eta]}"),
+                        TextColumn("{task.fields[losses]}"), console=console, transient=False)
+    task = progress.add_task("starting", total=None, speed="", eta="", losses="")
     last_store = 0.0
-    t0 = time.monotonic()
+    printed: tuple[float, int] = (time.monotonic(), -1)  # when a progress line was printed, at which step
     live = Live(progress, console=console, refresh_per_second=4) if console.is_terminal else None
     if live:
         live.start()
@@ -132,24 +185,23 @@ def follow(console: Console, proc, tail: MetricsTail, follower: HeadlessView, ho
         while True:
             done = proc.poll() is not None
             for rec in tail.read_new():
-                follower.add(rec)
+                follower.add(rec, time.time())
                 if not live and rec.get("kind") == kinds.EPOCH:
                     console.print(epoch_line(rec, follower.epochs, follower.loss_text()))
-            total = follower.epochs * follower.fold.steps_per_epoch
-            step = follower.step
-            elapsed = time.monotonic() - t0
-            done_steps = step - follower.start_step
-            speed = f"{done_steps / elapsed:.1f} it/s" if elapsed > 0 and done_steps else ""
-            progress.update(task, total=total or None, completed=step, speed=speed, losses=follower.loss_text(),
+            progress.update(task, total=follower.total or None, completed=follower.step,
+                            speed=follower.speed_text(), eta=follower.eta_text(), losses=follower.loss_text(),
                             description=f"epoch {min(follower.epoch + 1, follower.epochs or 1)}"
                                         f"/{follower.epochs or '?'}")
             now = time.monotonic()
+            if not live and not done and now - printed[0] >= PRINT_S and follower.step > max(printed[1], 0):
+                console.print(follower.progress_line())
+                printed = (now, follower.step)
             if now - last_store > 1.0 or done:
                 _record_progress(home, run_id, follower, tail)
                 last_store = now
             if done:
                 for rec in tail.read_new():
-                    follower.add(rec)
+                    follower.add(rec, time.time())
                 break
             time.sleep(0.2)
     finally:
@@ -174,6 +226,7 @@ def finish(console: Console, home: Path, view, proc, follower: HeadlessView, tai
         store_runs.set_status(home, view.id, status, message=oc.message, **oc.fields())
     except StoreError:  # another command's reconcile settled the row between the worker's exit and now
         pass
+    reconcile_and_ensure_supervisor(home)  # a supervisor sends its end notification (engine/daemon/notify.py)
     table = Table(title=f"run {view.id} {view.name}: {status}", show_header=False)
     table.add_row("epochs", f"{follower.epoch}/{follower.epochs}")
     best = follower.best_test_acc()
@@ -198,6 +251,12 @@ def finish(console: Console, home: Path, view, proc, follower: HeadlessView, tai
     if status in ("cancelled", "killed") or interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED
+
+
+def fmt_clock(seconds: float) -> str:
+    """`0:05:12`, as rich's time columns write it."""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def epoch_line(rec: dict[str, Any], epochs: int | None, losses: str) -> str:

@@ -20,6 +20,7 @@ from engine.control.config import RECIPES
 from engine.control.paths import PathError
 from engine.control.records import json_safe
 from engine.control.runs_root import ensure_run_folder
+from engine.control.viz_spec import best_checkpoint, checkpoint_choice
 from store import runs as store_runs
 from store import settings as store_settings
 from store import viz_jobs as store_viz
@@ -32,12 +33,12 @@ from tui.cli.args import (
     EXIT_OK,
     CliError,
     _int,
-    epoch_number,
     priority,
     run_ref,
     shown,
 )
 from tui.cli.lookup import find
+from tui.cli.viz import add_checkpoint_options
 from tui.present import backend_lines, job_summary, run_status_word
 
 FOLLOW_POLL_S = 0.25
@@ -61,10 +62,11 @@ def cmd_ls(args: argparse.Namespace, home: Path) -> int:
         print("no runs" + (" match" if any((args.status, args.recipe, args.tag, args.text)) else " yet"))
         return EXIT_OK
     now = time.time()
-    header = ("ID", "NAME", "RECIPE", "DATASET", "STATUS", "PROG", "EPOCH", "TEST ACC", "IMG/S", "AGE")
+    header = ("ID", "NAME", "RECIPE", "DATASET", "STATUS", "PROG", "EPOCH", "TEST ACC", "IMG/S", "AGE", "HEALTH")
     rows = [(str(r.id), _cut(r.name, 28), r.recipe, _cut(_short_dataset(r.dataset), 18), run_status_word(r),
              f"{r.progress * 100:.0f}%", f"{r.epoch}/{r.epochs}", _acc_text(r),
-             f"{r.images_per_s:.0f}" if r.images_per_s else "-", _age(now - r.created_at)) for r in runs]
+             f"{r.images_per_s:.0f}" if r.images_per_s else "-", _age(now - r.created_at),
+             r.health_flag or "") for r in runs]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     right = {0, 5, 6, 7, 8, 9}
     for row in (header, *rows):
@@ -74,8 +76,8 @@ def cmd_ls(args: argparse.Namespace, home: Path) -> int:
 
 
 def run_json(r: RunView) -> dict[str, Any]:
-    """Every column of a run as strict JSON (a non-finite number becomes null)."""
-    return json_safe(r.to_dict())
+    """Every column of a run as strict JSON (a non-finite number becomes null), with its health flag."""
+    return json_safe({**r.to_dict(), "health_flag": r.health_flag})
 
 
 
@@ -111,10 +113,12 @@ def cmd_show(args: argparse.Namespace, home: Path) -> int:
     events = store_runs.list_events(home, run.id)
     artifacts = store_runs.list_artifacts(home, run.id)
     jobs = store_viz.list_viz_jobs(home, run_id=run.id)
+    folder = Path(run.run_dir) if run.run_dir else None
+    best = best_checkpoint(folder) if folder is not None else None
     if args.json:
         print(json.dumps(json_safe({"run": run.to_dict(), "events": [e.to_dict() for e in events],
                                   "artifacts": [a.to_dict() for a in artifacts],
-                                  "viz_jobs": [j.to_dict() for j in jobs]}), allow_nan=False))
+                                  "viz_jobs": [j.to_dict() for j in jobs], "best": best}), allow_nan=False))
         return EXIT_OK
     out: list[tuple[str, str]] = []
     status = run_status_word(run)
@@ -124,6 +128,10 @@ def cmd_show(args: argparse.Namespace, home: Path) -> int:
     out.append(("created", f"{_when(run.created_at)}    started {_when(run.started_at)}    ended "
                            f"{_when(run.ended_at)}{f'    ran {_age(dur)}' if dur is not None else ''}"))
     out.append(("progress", f"{run.progress * 100:.0f}%    epoch {run.epoch}/{run.epochs}    step {run.step}"))
+    if run.health_flag == "stalled":
+        out.append(("health", f"stalled: nothing written since {_when(run.stalled_since)}"))
+    elif run.health:
+        out.append(("health", f"{run.health_flag or run.status}: {run.health}"))
     if run.last_test_acc is not None or run.last_train_acc is not None:
         out.append(("accuracy", f"test last {_num(run.last_test_acc)} best {_num(run.best_test_acc)}    "
                                 f"train {_num(run.last_train_acc)}    images/s {_num(run.images_per_s, 0)}"))
@@ -143,13 +151,15 @@ def cmd_show(args: argparse.Namespace, home: Path) -> int:
         out.append(("tags", ", ".join(run.tags)))
     if run.notes:
         out.append(("notes", run.notes.replace("\n", "\n" + " " * 15)))
-    folder = Path(run.run_dir) if run.run_dir else None
     if folder is not None:
         out.append(("folder", str(folder)))
         out.append(("log", str(folder / "log.txt")))
         out.append(("metrics", str(folder / "metrics.jsonl")))
         ckpts = sorted(p.name for p in (folder / "checkpoints").glob("*.pt")) if folder.is_dir() else []
         out.append(("checkpoints", ", ".join(ckpts) if ckpts else "none yet"))
+        if best is not None:
+            out.append(("best", f"{best.get('path', 'checkpoints/best.pt')}: epoch {best['epoch']}, "
+                                f"{best.get('metric')} {_num(best.get('value'))} ({best.get('mode', 'max')} wins)"))
         samples = [a.path for a in artifacts if a.kind == "samples"]
         if samples:
             out.append(("samples", f"{len(samples)} grids, latest {folder / samples[-1]}"))
@@ -308,8 +318,8 @@ def cmd_fork(args: argparse.Namespace, home: Path) -> int:
     tags = list(normalize_tags(args.tags))
     notes = check_note(args.note, "--note")
     parent = find(home, args.run)
-    view = fork_run(home, parent.id, assignments=args.assignments, epoch=args.epoch, name=args.name,
-                    tags=tags, notes=notes, priority=args.priority)
+    view = fork_run(home, parent.id, assignments=args.assignments, epoch=args.epoch, checkpoint=args.checkpoint,
+                    name=args.name, tags=tags, notes=notes, priority=args.priority, from_healthy=args.from_healthy)
     if args.quiet:
         print(view.id)
         return EXIT_OK
@@ -317,8 +327,10 @@ def cmd_fork(args: argparse.Namespace, home: Path) -> int:
 
     diff = config_diff(parent.config, view.config)
     changes = ", ".join(f"{k}={json.dumps(new)}" for k, (_old, new) in diff.items() if k != "name")
-    print(f"run {view.id} queued: {view.name}, forked from run {parent.id} after epoch {view.parent_epoch}"
-          f"{' with ' + changes if changes else ''}")
+    source = ("the healthy checkpoint" if args.from_healthy
+              else checkpoint_choice(args.checkpoint, args.epoch, default="last"))
+    print(f"run {view.id} queued: {view.name}, forked from run {parent.id} after epoch {view.parent_epoch} "
+          f"({source}){' with ' + changes if changes else ''}")
     print(f"  folder {view.run_dir}")
     return EXIT_OK
 
@@ -419,11 +431,15 @@ def add_parsers(sub: Any) -> None:
 
     fork = sub.add_parser("fork", help="a new run from a run's checkpoint with a changed config",
                           description="Queue a new run that starts from another run's weights (last.pt, or "
-                          "epoch_NNN.pt with --epoch) under the parent's config changed by --set.")
+                          "the one --checkpoint names: best.pt, final.pt, epoch_NNN.pt) under the parent's config "
+                          "changed by --set.")
     fork.add_argument("run", type=run_ref, metavar="ID")
     fork.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                       help="change a config field (repeatable)")
-    fork.add_argument("--epoch", type=epoch_number, help="start from checkpoints/epoch_NNN.pt of this epoch")
+    add_checkpoint_options(fork, "start from the parent's", default="last")
+    fork.add_argument("--from-healthy", action="store_true",
+                      help="start from the checkpoint the parent kept from before a health rule fired or it "
+                           "diverged (checkpoints/healthy.pt or last.pt, as its records say)")
     fork.add_argument("--name", help="the new run's name (default: PARENT-fork)")
     fork.add_argument("--tag", dest="tags", action="append", default=[], help="tag the new run (repeatable)")
     fork.add_argument("--note", default="", help="note kept with the new run")

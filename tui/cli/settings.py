@@ -1,4 +1,7 @@
-"""`ganmgr settings`: the store's queue, backend and Slurm defaults, and the runs root.
+"""`ganmgr settings`: the store's queue, backend and Slurm defaults, the runs root and the notifications.
+
+Notify URLs hold secrets (tokens, passwords): they are printed redacted (`store.checks.redact_url`), here
+and in --json, and a refused one is named by its place and redacted form.
 """
 
 from __future__ import annotations
@@ -10,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from store import settings as store_settings
-from store.checks import BACKENDS
+from store.checks import (
+    BACKENDS,
+    DEFAULT_NOTIFY_ON,
+    NOTIFY_EVENTS,
+    NOTIFY_SHORT_RUN_S,
+    check_notify_on,
+    check_setting,
+    redact_url,
+)
 from store.db import db_path
 from tui.cli.args import EXIT_OK, CliError, _float, _int, gpu_list, grace_seconds, max_concurrent, shown
 
@@ -31,13 +42,30 @@ def cmd_settings(args: argparse.Namespace, home: Path) -> int:
 
         used = [str(r) for r in known_roots(home)[1:]]  # the folders made under an older root stay valid
         changes["runs_roots_used"] = sorted({*used, *([changes["runs_root"]] if changes["runs_root"] else [])})
+    if args.notify is not None:
+        changes["notify_urls"] = _notify_urls(args.notify)
+    if args.notify_timeout is not None:
+        changes["notify_timeout_s"] = args.notify_timeout
+    if args.notify_on is not None:
+        changes["notify_on"] = (None if args.notify_on.strip().lower() == "default"
+                                else check_notify_on(args.notify_on, "--notify-on"))
+    for key, value in changes.items():  # every value checked before the first is written
+        check_setting(key, value)
+    had_urls = bool(db_path(home).exists() and store_settings.get_settings(home).get("notify_urls"))
     for key, value in changes.items():
         store_settings.set_setting(home, key, value)
+    if changes.get("notify_urls") and not had_urls:
+        from store.notices import reset_notify_cursor
+
+        reset_notify_cursor(home)  # announce what happens from now on, not the history
     if db_path(home).exists():
         settings = store_settings.get_settings(home)
     else:
         settings = json.loads(json.dumps(store_settings.DEFAULT_SETTINGS))
     settings["cancel_grace_s"] = cancel_grace_s(settings)
+    settings.pop("notify_cursor", None)  # bookkeeping, not a setting
+    if settings.get("notify_urls"):
+        settings["notify_urls"] = [redact_url(u) for u in settings["notify_urls"]]  # never the secrets
     if args.json:
         print(json.dumps(settings, allow_nan=False, sort_keys=True))
         return EXIT_OK
@@ -55,6 +83,11 @@ def cmd_settings(args: argparse.Namespace, home: Path) -> int:
         print(f"slurm_options   {words}")
         print(f"max_segments    {settings.get('max_segments', 20):<6}  jobs a run may span (wall-time limits)")
         print(f"slurm_poll_s    {settings.get('slurm_poll_s', 5):<6g}  seconds between squeue polls")
+    print(f"notify          {', '.join(settings.get('notify_urls') or []) or 'none'}    apprise URLs told "
+          "of run events (shown redacted)")
+    print(f"notify_on       {_notify_on_text(check_notify_on(settings.get('notify_on')))}")
+    if "notify_timeout_s" in settings:
+        print(f"notify_timeout_s {settings['notify_timeout_s']:<5g}  seconds a notification may take")
     if changes:
         from engine.control.launcher import ensure_supervisor
         from engine.control.reconcile import supervisor_work_pending
@@ -62,6 +95,24 @@ def cmd_settings(args: argparse.Namespace, home: Path) -> int:
         if supervisor_work_pending(home):
             ensure_supervisor(home)  # a raised max_concurrent takes effect on its next tick
     return EXIT_OK
+
+
+def _notify_urls(values: list[str]) -> list[str]:
+    """`--notify URL` (repeatable) replaces the list; `--notify none` alone clears it."""
+    urls = [v.strip() for v in values]
+    if any(u.lower() == "none" for u in urls):
+        if len(urls) > 1:
+            raise CliError("--notify none clears the notify URLs; give it alone")
+        return []
+    return urls
+
+
+def _notify_on_text(notify_on: list[str] | None) -> str:
+    if notify_on is None:
+        minutes = NOTIFY_SHORT_RUN_S / 60
+        return (f"default: {', '.join(e for e in DEFAULT_NOTIFY_ON if e != 'completed')}, and completed "
+                f"for runs of {minutes:g} min or more")
+    return ", ".join(notify_on) or "nothing"
 
 
 def _runs_root_setting(home: Path, text: str) -> str | None:
@@ -135,4 +186,13 @@ def add_parsers(sub: Any) -> None:
                           "time=04:00:00...; KEY= removes it; repeatable)")
     settings.add_argument("--runs-root", metavar="DIR", help="where new run folders go, e.g. a shared "
                           "filesystem the Slurm nodes see ('home': back to the store's folder)")
+    settings.add_argument("--notify", action="append", metavar="URL",
+                          help="an apprise URL told when a run ends or a health rule fires (ntfy://host/topic, "
+                          "json://host/path, mailto://..., tgram://...); repeat for several; replaces the list; "
+                          "'none' clears it. Shown redacted")
+    settings.add_argument("--notify-on", metavar="LIST",
+                          help=f"events to notify, comma-separated: {','.join(NOTIFY_EVENTS)}; 'default': all "
+                          f"but cancelled, and completed only for runs of {NOTIFY_SHORT_RUN_S / 60:g} min or more")
+    settings.add_argument("--notify-timeout", type=_float, metavar="S",
+                          help="seconds a notification may take before it is given up (1-600, default 10)")
     settings.add_argument("--json", action="store_true", help="as JSON")

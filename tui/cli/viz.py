@@ -53,8 +53,8 @@ def cmd_viz(args: argparse.Namespace, home: Path) -> int:
     if args.kind is None:
         return _list_jobs(home, run.id, as_json=False)
     baseline = find(home, args.baseline).id if args.baseline else None
-    job = submit_viz(home, run.id, args.kind, epoch=args.epoch, assignments=args.assignments,
-                     baseline_id=baseline, priority=args.priority)
+    job = submit_viz(home, run.id, args.kind, epoch=args.epoch, checkpoint=args.checkpoint,
+                     assignments=args.assignments, baseline_id=baseline, priority=args.priority)
     if args.quiet:
         print(job.id)
     else:
@@ -159,8 +159,8 @@ def cmd_report(args: argparse.Namespace, home: Path) -> int:
         raise CliError(f"-o {shown(str(out))}: folder {out.parent} does not exist")
     gan = find(home, args.run)
     base = find(home, args.baseline)
-    job = submit_viz(home, gan.id, "report", epoch=args.epoch, assignments=args.assignments,
-                     baseline_id=base.id)
+    job = submit_viz(home, gan.id, "report", epoch=args.epoch, checkpoint=args.checkpoint,
+                     assignments=args.assignments, baseline_id=base.id)
     print(f"viz job {job.id}: report on run {gan.id} {gan.name} with baseline {base.id} {base.name} "
           f"(a width-196 model takes minutes on a CPU)", file=sys.stderr)
     job = wait_for(home, job.id)
@@ -180,13 +180,13 @@ def add_parsers(sub: Any) -> None:
 
     viz = sub.add_parser(
         "viz", help="queue a visualization job on a run (or list its jobs)",
-        description="Queue a visualization job on a run's checkpoint (the final one unless --epoch): the "
+        description="Queue a visualization job on a run's checkpoint (the final one unless --checkpoint): the "
         "supervisor runs it like a training run and its files land in RUN_DIR/viz/<job>-<kind>/. With no "
         "KIND, list the run's jobs.", epilog=kinds_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     viz.add_argument("run", type=run_ref, metavar="ID")
     viz.add_argument("kind", nargs="?", choices=list(VIZ_KINDS), metavar="KIND",
                      help=f"one of: {', '.join(VIZ_KINDS)}")
-    viz.add_argument("--epoch", type=epoch_number, help="use checkpoints/epoch_NNN.pt (kept every keep_every epochs)")
+    add_checkpoint_options(viz, "the run's")
     viz.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                      help="change a parameter (repeatable; the list is below)")
     viz.add_argument("--baseline", type=run_ref, metavar="ID",
@@ -209,9 +209,19 @@ def add_parsers(sub: Any) -> None:
     report.add_argument("--baseline", type=run_ref, metavar="BASE_RUN", required=True,
                         help="the completed baseline run (its classifier scores the samples)")
     report.add_argument("-o", "--output", required=True, metavar="FILE", help="the HTML file to write")
-    report.add_argument("--epoch", type=epoch_number, help="the GAN run's kept epoch (default: final)")
+    add_checkpoint_options(report, "the GAN run's")
     report.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="change a report parameter (see 'ganmgr viz --help', kind report)")
+
+
+def add_checkpoint_options(parser: argparse.ArgumentParser, whose: str, default: str = "final") -> None:
+    """`--checkpoint best|last|final|epoch:N` and its synonym `--epoch N` (one or the other); the choice is
+    checked by engine.control.viz_spec.checkpoint_choice, the one rule of viz, report and fork."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--checkpoint", metavar="best|last|final|epoch:N",
+                       help=f"{whose} checkpoint: best (by its best_metric), last (its latest epoch, also of a "
+                            f"run that stopped early), final, or epoch:N (a kept epoch); default {default}")
+    group.add_argument("--epoch", type=epoch_number, metavar="N", help="the same as --checkpoint epoch:N")
 
 
 def _job_id(text: str) -> int:

@@ -15,7 +15,14 @@ from typing import Any
 
 from engine.control.config import check_field, parse_value
 from engine.control.errors import ConfigError
-from engine.control.viz_spec import VIZ_KINDS, kept_epochs, resolve_viz_params, viz_kind
+from engine.control.viz_spec import (
+    VIZ_KINDS,
+    best_checkpoint,
+    checkpoint_choice,
+    kept_epochs,
+    resolve_viz_params,
+    viz_kind,
+)
 from store.views import RunView, VizJobView
 
 GENERAL = "viz-form"
@@ -39,14 +46,29 @@ def kinds_for(run: RunView) -> list[str]:
 
 
 def checkpoints_for(run: RunView) -> list[tuple[str, str]]:
-    """(label, value) of the checkpoints a job can read: final (when there) and every kept epoch."""
+    """(label, value) of the checkpoints a job can read, those present: final, best (with its epoch and
+    value), last (a run that stopped early has no final), then every kept epoch, newest first. The value is
+    the `--checkpoint` word, or the epoch number."""
     run_dir = Path(run.run_dir) if run.run_dir else None
+    if run_dir is None:
+        return []
+    ckpts = run_dir / "checkpoints"
     out: list[tuple[str, str]] = []
-    if run_dir is not None and (run_dir / "checkpoints" / "final.pt").is_file():
+    if (ckpts / "final.pt").is_file():
         out.append((f"final (epoch {run.epoch})", FINAL))
-    for e in reversed(kept_epochs(run_dir) if run_dir else []):
+    if (ckpts / "best.pt").is_file():
+        best = best_checkpoint(run_dir)
+        what = (f" (epoch {best['epoch']}, {best.get('metric')} {_value(best.get('value'))})" if best else "")
+        out.append((f"best{what}", "best"))
+    if (ckpts / "last.pt").is_file():
+        out.append((f"last (epoch {run.epoch})", "last"))
+    for e in reversed(kept_epochs(run_dir)):
         out.append((f"epoch {e}", str(e)))
     return out
+
+
+def _value(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "?"
 
 
 def baselines_from(runs: list[RunView]) -> list[tuple[str, int]]:
@@ -63,8 +85,9 @@ def baselines_from(runs: list[RunView]) -> list[tuple[str, int]]:
 class VizRequest:
     kind: str
     params: dict[str, Any]
-    epoch: int | None
+    epoch: int | None  # a kept epoch
     baseline_id: int | None
+    checkpoint: str | None = None  # else best, last or final (None: the default, final)
 
 
 @dataclass
@@ -105,8 +128,14 @@ def check_viz_form(kind: str, texts: Mapping[str, str], checkpoint: str | None,
         params = resolve_viz_params(kind, values)
     except ConfigError as e:
         return VizCheck(None, {GENERAL: str(e)})
-    epoch = None if not spec.needs_checkpoint or checkpoint in (None, FINAL) else int(checkpoint)
-    return VizCheck(VizRequest(kind, params, epoch, baseline_id if spec.needs_baseline else None))
+    epoch, named = None, None
+    if spec.needs_checkpoint and checkpoint not in (None, FINAL):
+        epoch, named = (int(checkpoint), None) if checkpoint.isdigit() else (None, checkpoint)
+        try:
+            checkpoint_choice(named, epoch)  # the rule of `ganmgr viz --checkpoint`
+        except ConfigError as e:
+            return VizCheck(None, {"checkpoint": str(e)})
+    return VizCheck(VizRequest(kind, params, epoch, baseline_id if spec.needs_baseline else None, named))
 
 
 def defaults_text(kind: str) -> dict[str, str]:

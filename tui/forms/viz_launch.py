@@ -1,5 +1,6 @@
-"""The visualization launcher (`v` on a run): pick a kind, the checkpoint, the baseline run where the kind
-needs one, and its parameters (the course's defaults filled in); ctrl+s queues the job.
+"""The visualization launcher (`v` on a run): pick a kind, the checkpoint (final, best, last or a kept epoch,
+those the run has), the baseline run where the kind needs one, and its parameters (the course's defaults
+filled in); ctrl+s queues the job.
 
 Rules live in `tui.forms.viz_form` (pure); this screen moves text in and errors out. The submit (checks, row,
 job folder, supervisor start) runs in a thread worker through `engine.control.viz_jobs.submit_viz`; a
@@ -161,14 +162,16 @@ class VizLaunchScreen(FormScreen[VizJobView | None]):
     # -- submitting ------------------------------------------------------------------------------------
 
     def submit_request(self, request: VizRequest) -> None:
-        self._submit(request.kind, request.params, request.epoch, request.baseline_id)
+        self._submit(request)
 
     @work(thread=True, exclusive=True, group="viz-submit", exit_on_error=False, name="queue viz job")
-    def _submit(self, kind: str, params: dict, epoch: int | None, baseline_id: int | None) -> None:
+    def _submit(self, request: VizRequest) -> None:
         from engine.control.viz_jobs import submit_viz
 
         try:
-            job = submit_viz(self.home, self.run.id, kind, epoch=epoch, overrides=params, baseline_id=baseline_id)
+            job = submit_viz(self.home, self.run.id, request.kind, epoch=request.epoch,
+                             checkpoint=request.checkpoint, overrides=request.params,
+                             baseline_id=request.baseline_id)
         except (ConfigError, StoreError, ValueError, OSError) as e:
             self.post_message(self.SubmitFailed(GENERAL, str(e)))
             return

@@ -89,6 +89,26 @@ class RunActions:
     def viz_queued(self, job: VizJobView) -> None:
         """Hook: the run screen watches the job and shows its image when it completes."""
 
+    def action_fork_healthy(self) -> None:
+        """`h`: `ganmgr fork ID --from-healthy`, the parent's config, from the checkpoint kept before a health
+        rule fired (or the run diverged); refused with a toast when there is none."""
+        run = self._need_run()
+        if run is None:
+            return
+        if run.is_active:
+            self.notify(f"run {run.id} is {run.status}; fork it from a healthy checkpoint once it ended",  # type: ignore[attr-defined]
+                        severity="warning")
+            return
+        self._fork_healthy(run.id)
+
+    @work(thread=True, exclusive=True, group="fork", exit_on_error=False, name="fork from healthy")
+    def _fork_healthy(self, run_id: int) -> None:
+        from engine.control.submit import fork_run
+
+        view = fork_run(self.home, run_id, from_healthy=True)  # type: ignore[attr-defined]
+        self.app.post_message(RunsChanged(view.id, f"run {view.id} {view.name} queued: forked from run {run_id}'s "  # type: ignore[attr-defined]
+                                                   f"healthy checkpoint (epoch {view.parent_epoch})"))
+
     def action_fork(self) -> None:
         run = self._need_run()
         if run is None:

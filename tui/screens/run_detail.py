@@ -7,7 +7,10 @@ A thread worker follows the run folder (`tui.follow.RunFollower`, by byte offset
 re-reads the run's row once a second; it hands updates over through a deque and a coalescing message, so
 a burst of records costs one message. Charts redraw at most twice a second, only when something new
 arrived and only while this screen is the one shown: with records arriving every 0.5 s at most, a new
-point is on screen within about a second.
+point is on screen within about a second. The records also go through the supervisor's own fold
+(`ProgressFold`): a running run's title takes its step and progress from the worker's `progress` records
+(about once a second) as soon as they are ahead of the row, and an empty chart says which step the run is
+at rather than waiting silently for its first train window.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from textual.widgets import Log
 from textual.worker import get_current_worker
 
 from engine.control.config import RECIPES
+from engine.control.follow import ProgressFold
 from store.views import ArtifactView, RunEventView, RunView, VizJobView
 from tui.charts.metric_chart import PALETTE, MetricChart
 from tui.charts.series import AXES, TEST_ACC, TRAIN_ACC, RunCharts
@@ -94,6 +98,8 @@ class RunScreen(RunActions, GanmgrScreen[None]):
         Binding("x", "cancel_run", "Cancel", id="run-cancel", tooltip="cancel or stop this run (asks first)"),
         Binding("r", "resume", "Resume", id="run-resume", tooltip="queue this finished run again"),
         Binding("f", "fork", "Fork", id="run-fork", tooltip="new run from this run, form prefilled"),
+        Binding("h", "fork_healthy", "Fork healthy", id="run-fork-healthy",
+                tooltip="new run (same config) from the checkpoint kept before a health rule fired or it diverged"),
         Binding("question_mark", "app.help", "Help", id="run-help", tooltip="this help"),
         Binding("q", "app.quit", "Quit", id="run-quit", tooltip="quit; runs keep going"),
     ]
@@ -136,6 +142,7 @@ class RunScreen(RunActions, GanmgrScreen[None]):
         self.store_max_segments: int | None = None
         self.watched: set[int] = set()  # jobs queued from here: their image opens when they complete
         self.updates_applied = 0  # follower updates taken in (tests read it)
+        self.live = ProgressFold()  # the records read so far, folded as the supervisor folds them
 
     @property
     def run_dir(self) -> Path | None:
@@ -241,9 +248,14 @@ class RunScreen(RunActions, GanmgrScreen[None]):
             self.updates_applied += 1
             if up.metrics_reset:
                 self.charts_data.clear()
+                self.live = ProgressFold()
                 self._dirty = True
             if up.records and self.charts_data.ingest(up.records):
                 self._dirty = True
+            if up.records and self._fold_live(up.records):
+                self._render_title()
+                if not self.charts_data.loss_series[self.axis]:  # an empty chart says the step it is at
+                    self._dirty = True
             if up.log_reset:
                 log.clear()
             if up.log_lines:
@@ -297,22 +309,68 @@ class RunScreen(RunActions, GanmgrScreen[None]):
         self._dirty = False
         data = self.charts_data
         note = "" if self.axis == "step" else "per-epoch means"
+        empty = self._empty_chart_text()
         self.query_one("#loss-chart", MetricChart).draw(
             data.loss_series[self.axis], order=data.loss_names(), xlabel=self.axis, smooth=self.smooth,
-            note=note)
+            note=note, empty=empty)
         self.query_one("#acc-chart", MetricChart).draw(
             data.acc_series[self.axis], order=data.second_names(), xlabel=self.axis, smooth=self.smooth,
-            colors=None if data.probes else ACC_COLORS)
+            colors=None if data.probes else ACC_COLORS, empty=empty)
+
+    def _fold_live(self, records: list[dict]) -> bool:
+        """Fold new records into the live view; True when the step it shows moved."""
+        before = self.live.fields.get("step")
+        for rec in records:
+            self.live.fold(rec)
+        self.live.take_artifacts()  # the row lists the files; nothing to keep here
+        return self.live.fields.get("step") != before
+
+    def _live_progress(self) -> tuple[int | None, float | None]:
+        """(step, progress) for the title: the row's, or the live fold's when the run is running and the
+        worker's records are ahead of the row (re-read once a second; the rest of the title comes from it)."""
+        r = self.run
+        step, progress = r.step, r.progress
+        live_step = self.live.fields.get("step")
+        if r.status == "running" and isinstance(live_step, int) and live_step > (step or 0):
+            step = live_step
+            progress = self.live.fields.get("progress", progress)
+        return step, progress
+
+    def _empty_chart_text(self) -> str:
+        step, _progress = self._live_progress()
+        if self.run.status == "running" and step:
+            return f"step {step}: the first train window is on its way"
+        return "waiting for metrics"
 
     def _render_run(self) -> None:
+        self._render_title()
         r = self.run
+        cluster = self.query_one("#run-cluster", QuietStatic)
+        cluster.display = r.backend == "slurm"
+        if r.backend == "slurm":
+            signature, content = self._cluster_content()
+            if signature != self._cluster_shown:  # a Group has no text to compare: compare the lines
+                self._cluster_shown = signature
+                cluster.update(content)
+        self.query_one("#run-info", QuietStatic).show(self._info_text())
+        self.query_one("#run-files", QuietStatic).show(self._files_text())
+        jobs = self.query_one("#run-jobs", QuietStatic)
+        jobs.display = bool(self.jobs)
+        if self.jobs:
+            jobs.show(self._jobs_text())
+
+    def _render_title(self) -> None:
+        r = self.run
+        step, progress = self._live_progress()
         title = run_status_text(r)
         head = f" #{r.id} {r.name}  "
         pending = run_status_word(r) == "pending"
-        line = progress_bar(r.progress if r.status != "completed" else 1.0, width=10,
+        line = progress_bar(progress if r.status != "completed" else 1.0, width=10,
                             style=PENDING_STYLE.replace("bold ", "") if pending else "cyan")
         bits = [f"epoch {fmt_epoch(r.epoch, r.epochs)}"]
-        if r.images_per_s and r.status == "running":
+        if r.status == "running" and step:
+            bits.append(f"step {step}")
+        if r.images_per_s and r.status == "running":  # the row's: progress records keep it current
             bits.append(f"{fmt_rate(r.images_per_s)} img/s")
         if r.duration_s is not None:
             bits.append(fmt_duration(r.duration_s))
@@ -327,19 +385,6 @@ class RunScreen(RunActions, GanmgrScreen[None]):
         if pending:
             text.append(f"  waiting: {cluster_reason(r) or 'no reason given yet'}", style=PENDING_STYLE)
         self.query_one("#run-title", QuietStatic).show(text)
-        cluster = self.query_one("#run-cluster", QuietStatic)
-        cluster.display = r.backend == "slurm"
-        if r.backend == "slurm":
-            signature, content = self._cluster_content()
-            if signature != self._cluster_shown:  # a Group has no text to compare: compare the lines
-                self._cluster_shown = signature
-                cluster.update(content)
-        self.query_one("#run-info", QuietStatic).show(self._info_text())
-        self.query_one("#run-files", QuietStatic).show(self._files_text())
-        jobs = self.query_one("#run-jobs", QuietStatic)
-        jobs.display = bool(self.jobs)
-        if self.jobs:
-            jobs.show(self._jobs_text())
 
     def _jobs_text(self) -> Text:
         t = Text()
@@ -417,8 +462,10 @@ class RunScreen(RunActions, GanmgrScreen[None]):
     def _files_text(self) -> str:
         if not self.artifacts:
             return "(no files recorded yet)"
-        names = [a.path for a in self.artifacts]
-        return "\n".join(names[-6:]) + (f"\n… {len(names) - 6} more" if len(names) > 6 else "")
+        by = self.run.config.get("best_metric") or "best_metric"  # best.pt: always listed first
+        best = [f"{a.path} (best {by}, epoch {a.epoch})" for a in self.artifacts if a.kind == "best"]
+        names = [a.path for a in self.artifacts if a.kind != "best"]
+        return "\n".join(best + names[-6:]) + (f"\n… {len(names) - 6} more" if len(names) > 6 else "")
 
     # -- keys ----------------------------------------------------------------------------------------
 

@@ -272,7 +272,7 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
         plural = "s" if summary.runs != 1 else ""
         over = f" over {' × '.join(summary.axes)}" if summary.axes else ""
         t.append(f" {summary.runs} run{plural}{over} ")
-        for word in (PENDING, "queued", "running", "completed", "failed", "diverged", "killed", "lost",
+        for word in (PENDING, "queued", "running", "completed", "failed", "diverged", "stopped", "killed", "lost",
                      "cancelled"):
             n = summary.counts.get(word)
             if n:

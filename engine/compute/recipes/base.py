@@ -1,10 +1,17 @@
 """The run loop every recipe shares: epochs, metric windows, test accuracy, checkpoints, signals.
 
 A recipe supplies the models, the optimizers and `train_step`, which returns the step's metric values as
-one device tensor (no host sync). The loop adds them to device accumulators and reads them only at log
-boundaries and epoch ends, so a training step never waits for the GPU. Everything needed to continue a
-run exactly — models, optimizers, RNG states, the epoch's order and position, partial accumulators — goes
-into `checkpoints/last.pt` at every epoch end and when a stop is requested.
+one device tensor (no host sync). The loop adds them to device accumulators and reads them only when a
+train window closes (after `log_every` steps or `log_seconds` seconds, whichever comes first, judged by a
+host clock read, and at every epoch end), so a training step never waits for the GPU. Between windows
+it writes a `progress` record (host counters only) at most once a second.
+
+Divergence is caught at the step it happens without a per-step read: each step adds one to a device
+counter while the window's sums are still finite, so at window close the first non-finite step is the
+window's first step plus that count. Nothing is checkpointed after it, and the `Diverged` error names it
+and the healthy checkpoint. Everything needed to continue a run exactly — models, optimizers, RNG states,
+the epoch's order and position, partial accumulators — goes into `checkpoints/last.pt` at every epoch end
+and when a stop is requested.
 """
 
 from __future__ import annotations
@@ -23,21 +30,39 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.compute.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from engine.compute.checkpoint import CheckpointError, keep_best, load_checkpoint, save_checkpoint
 from engine.compute.data.device_data import DeviceData
 from engine.compute.data.sources import load_splits
 from engine.compute.data.splits import Splits, conform
 from engine.compute.device import Runtime, make_generator, setup_runtime
-from engine.control.config import RecipeSpec, recipe_spec
-from engine.control.records import ARTIFACT, EPOCH, START, TRAIN, MetricsWriter
+from engine.compute.health import HealthWatch
+from engine.control.config import HEALTH_KEYS, RecipeSpec, recipe_spec
+from engine.control.records import ARTIFACT, EPOCH, PROGRESS, START, TRAIN, MetricsWriter
 
 # runtime keys that may differ between a checkpoint and the config it resumes under
-RUNTIME_KEYS = frozenset({"epochs", "device", "precision", "compile", "threads", "log_every", "keep_every",
-                          "name", "data_root", "download", "deterministic"})
+RUNTIME_KEYS = frozenset({"epochs", "device", "precision", "compile", "threads", "log_every", "log_seconds",
+                          "keep_every", "name", "data_root", "download", "deterministic", "best_metric", "best_mode"})
+RUNTIME_KEYS |= HEALTH_KEYS  # the health rules' actions and bounds (engine/control/config.py)
+LAST_CHECKPOINT = "checkpoints/last.pt"
 
 
 class Diverged(RuntimeError):
-    """A non-finite loss: the run stops without overwriting the last good checkpoint."""
+    """A non-finite loss or weight: the run stops without overwriting the last good checkpoint.
+
+    `step` and `epoch` name where it happened (step None when only an epoch-end check saw it); `healthy`
+    is the checkpoint to resume or fork from (`{"path", "epoch", "step"}`), None when the run has none.
+    """
+
+    def __init__(self, message: str, *, step: int | None = None, epoch: int | None = None,
+                 healthy: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.epoch = epoch
+        self.healthy = healthy
+
+    def record(self) -> dict[str, Any]:
+        """The fields the `end` record carries beside status and error."""
+        return {"step": self.step, "epoch": self.epoch, "healthy_checkpoint": self.healthy}
 
 
 class Trainer:
@@ -51,6 +76,10 @@ class Trainer:
     compile_mode: str | None = None
     # Runtime fields to replace after setup_runtime (the CPU tests of the GPU paths, the switch benchmark)
     runtime_overrides: dict[str, Any] | None = None
+    # Seconds between progress records (0: none), and the device-side first-bad-step counter: on in every
+    # run; the speed benchmark turns both off (with log_seconds=0) to price them.
+    progress_seconds: float = 1.0
+    watch_steps: bool = True
 
     def __init__(self, cfg: dict[str, Any], run_dir: Path, *, log=print):
         self.cfg = cfg
@@ -145,8 +174,19 @@ class Trainer:
         self.global_step = 0
         self.order: torch.Tensor | None = None
         self.epoch_seconds = 0.0  # training time spent in the current epoch so far (for resume)
-        # GANMGR_DEBUG_NAN_STEP=N feeds a NaN batch at global step N: a drill of the divergence path
+        # steps of the open window whose sums were still all finite (device; read when the window closes)
+        self.ok_steps = torch.zeros((), device=dev, dtype=torch.int64)
+        self.window_first_step = 0  # global step before the open window's first step
+        self.healthy: dict[str, Any] | None = None  # what checkpoints/last.pt holds (epoch, step)
+        now = time.monotonic()
+        self.window_opened = now  # host clock: when the open window started
+        self.progress_at = now  # host clock of the last train or progress record
+        self.rate_mark: tuple[float, int] | None = None  # (clock, step) the progress rate is measured from
+        # GANMGR_DEBUG_NAN_STEP=N feeds a NaN batch at global step N: a drill of the divergence path;
+        # GANMGR_DEBUG_STEP_SLEEP=S makes every step S seconds slower: a drill of the time-bounded windows
         self._nan_step = int(os.environ.get("GANMGR_DEBUG_NAN_STEP", "0") or 0)
+        self._step_sleep = float(os.environ.get("GANMGR_DEBUG_STEP_SLEEP", "0") or 0)
+        self.health = HealthWatch(self)  # the health rules (engine/compute/health.py)
 
     def _enable_compile(self) -> bool:
         """compile=true: compile the recipe's loss computations, or say in one line why not and go eager."""
@@ -173,6 +213,9 @@ class Trainer:
     def _reset_window(self) -> None:
         self.win_sum.zero_()
         self.win_count = [0.0] * len(self.metric_names)
+        self.ok_steps.zero_()
+        self.window_first_step = self.global_step
+        self.window_opened = self.progress_at = time.monotonic()
 
     def _reset_epoch(self) -> None:
         self.ep_sum.zero_()
@@ -180,13 +223,16 @@ class Trainer:
         self._reset_window()
 
     def run(self, metrics: MetricsWriter) -> str:
-        """Train to the configured epochs; returns the end status ('completed' or 'cancelled')."""
+        """Train to the configured epochs; returns the end status ('completed', 'cancelled' or
+        'stopped': a health rule's stop, `self.health.stop`)."""
         self.metrics = metrics
         self._install_signal_handlers()
         if self.early_stop:
             self.stop_signal = self.early_stop[0]
         self.setup()
         resumed = self._maybe_resume()
+        # the open window counts from here: a resume's restored sums are finite (checked before the save)
+        self.window_first_step = self.global_step
         total_epochs = self.cfg["epochs"]
         metrics.write({
             "kind": START, "time": time.time(), "pid": os.getpid(), "host": socket.gethostname(),
@@ -235,15 +281,21 @@ class Trainer:
         """
         bs = self.cfg["batch_size"]
         i = self.batch
+        if self.rate_mark is None:
+            self.rate_mark = (time.monotonic(), self.global_step)
         idx = self.order[i * bs:(i + 1) * bs]
         x, y = self.data.train_batch(idx, self.data_gen, self.cfg["augment"])
         if self.global_step + 1 == self._nan_step:  # fault injection for divergence drills
             x = torch.full_like(x, float("nan"))
+        if self._step_sleep:
+            time.sleep(self._step_sleep)
         vals = self.train_step(self.rt.prepare_input(x), y, i)
         present = self.metric_present(i)
         vals = vals.detach().to(torch.float64)
         self.win_sum += vals
         self.ep_sum += vals
+        if self.watch_steps:  # +1 while every sum of the window is finite: the first bad step, on the device
+            self.ok_steps += torch.isfinite(self.win_sum).all()
         for k, p in enumerate(present):
             self.win_count[k] += p
             self.ep_count[k] += p
@@ -251,6 +303,25 @@ class Trainer:
         self.global_step += 1
         if self.global_step % self.cfg["log_every"] == 0:
             self._log_window()
+            return
+        now = time.monotonic()  # a host clock read, never a device sync
+        log_seconds = self.cfg["log_seconds"]
+        if log_seconds and now - self.window_opened >= log_seconds:
+            self._log_window()
+        elif (self.progress_seconds and now - self.progress_at >= self.progress_seconds
+              and self.batch < self.steps_per_epoch):  # (the epoch's end writes its window next)
+            self._write_progress(now)
+
+    def _write_progress(self, now: float) -> None:
+        """A sign of life between windows: host counters only (on a GPU, the steps queued so far)."""
+        rec: dict[str, Any] = {"kind": PROGRESS, "epoch": self.epoch + 1, "step": self.global_step,
+                               "steps_per_epoch": self.steps_per_epoch, "time": time.time()}
+        if self.rate_mark is not None and now > self.rate_mark[0] and self.global_step > self.rate_mark[1]:
+            rec["images_per_s"] = round((self.global_step - self.rate_mark[1]) * self.cfg["batch_size"]
+                                        / (now - self.rate_mark[0]), 1)
+        self.rate_mark = (now, self.global_step)
+        self.metrics.write(rec)
+        self.progress_at = now
 
     def _run_epoch(self) -> str:
         cfg = self.cfg
@@ -259,7 +330,7 @@ class Trainer:
         start_batch = self.batch
         while self.batch < self.steps_per_epoch:
             self.run_step()
-            if self.stop_signal is not None and self.batch < self.steps_per_epoch:
+            if (self.stop_signal is not None or self.health.stop) and self.batch < self.steps_per_epoch:
                 self.epoch_seconds += time.perf_counter() - start
                 return self._stop()
         self.rt.synchronize()
@@ -267,7 +338,7 @@ class Trainer:
         images = (self.batch - start_batch) * cfg["batch_size"]
         self.epoch_seconds = 0.0
         self._epoch_end(seconds, images / max(time.perf_counter() - start, 1e-9), lr)
-        if self.stop_signal is not None and self.epoch < cfg["epochs"]:
+        if (self.stop_signal is not None or self.health.stop) and self.epoch < cfg["epochs"]:
             return self._stop(at_epoch_end=True)
         return "ok"
 
@@ -275,21 +346,44 @@ class Trainer:
         values = sums.tolist()  # the one host sync of a window
         return {name: (v / c if c else float("nan")) for name, v, c in zip(self.metric_names, values, counts)}
 
+    def _diverged(self, message: str, step: int | None = None) -> Diverged:
+        return Diverged(message, step=step, epoch=self.epoch + 1, healthy=self.healthy_checkpoint())
+
     def _check_finite(self, means: dict[str, float], where: str) -> None:
         bad = [k for k, v in means.items() if not math.isfinite(v)]
         if bad:
-            raise Diverged(f"non-finite {', '.join(bad)} {where}")
+            raise self._diverged(f"non-finite {', '.join(bad)} {where}")
+
+    def _read_window(self) -> tuple[dict[str, float], int]:
+        """The open window's means and how many of its steps kept its sums finite (one host sync)."""
+        values = torch.cat([self.win_sum, self.ok_steps.to(torch.float64).reshape(1)]).tolist()
+        means = {name: (v / c if c else float("nan"))
+                 for name, v, c in zip(self.metric_names, values, self.win_count)}
+        return means, int(values[-1])
+
+    def _check_window(self, means: dict[str, float], ok_steps: int) -> None:
+        """Diverged, naming the first step whose metrics were not finite, if the open window holds one."""
+        if self.watch_steps:
+            if ok_steps >= self.global_step - self.window_first_step:
+                return
+            bad_step = self.window_first_step + ok_steps + 1
+            names = [k for k, v, c in zip(means, means.values(), self.win_count) if c and not math.isfinite(v)]
+            names = names or list(self.metric_names)  # (a metric the window's steps did not produce)
+            raise self._diverged(f"non-finite {', '.join(names)} at step {bad_step} (epoch {self.epoch + 1})",
+                                 bad_step)
+        self._check_finite({k: v for k, v, c in zip(means, means.values(), self.win_count) if c},
+                           f"at step {self.global_step} (epoch {self.epoch + 1})")
 
     def _log_window(self) -> None:
         if not any(self.win_count):
             return
-        means = self._means(self.win_sum, self.win_count)
+        means, ok_steps = self._read_window()
         rec = {"kind": TRAIN, "epoch": self.epoch + 1, "step": self.global_step}
         rec.update({k: v for k, v, c in zip(means, means.values(), self.win_count) if c})
         self.metrics.write(rec)
-        self._check_finite({k: v for k, v, c in zip(means, means.values(), self.win_count) if c},
-                           f"at step {self.global_step} (epoch {self.epoch + 1})")
+        self._check_window(means, ok_steps)
         self._reset_window()
+        self.health.window(rec)  # the window rules, on the means just written
 
     def evaluate(self) -> float:
         """Exact test accuracy (percent) of the classifier head fc10 over the whole test split."""
@@ -325,19 +419,22 @@ class Trainer:
         self.metrics.write(rec)
         self._print_row(rec, ep_means)
         self.on_epoch_end(self.epoch)
+        firings = self.health.epoch(rec)  # the epoch rules, acted on once last.pt holds this epoch
         self.save_last()
+        keep_best(self, rec)  # checkpoints/best.pt by best_metric (engine/compute/checkpoint.py)
         keep = self.cfg["keep_every"]
         if keep and self.epoch % keep == 0:
             path = self.ckpt_dir / f"epoch_{self.epoch:03d}.pt"
             save_checkpoint(path, self.model_state())
             self.artifact(path, "checkpoint", self.epoch)
         self.metrics.sync()
+        self.health.after_epoch(firings)
 
     def _check_params_finite(self) -> None:
         for name, module in self.modules().items():
             flags = [torch.isfinite(p).all() for p in module.parameters()]
             if flags and not bool(torch.stack(flags).all()):
-                raise Diverged(f"non-finite weights in {name} after epoch {self.epoch + 1}")
+                raise self._diverged(f"non-finite weights in {name} after epoch {self.epoch + 1}")
 
     def _finish(self) -> None:
         path = self.ckpt_dir / "final.pt"
@@ -347,11 +444,17 @@ class Trainer:
     def _stop(self, at_epoch_end: bool = False) -> str:
         """A requested stop: keep the partial window in the checkpoint and report 'cancelled'."""
         if not at_epoch_end:
+            if any(self.win_count):
+                self._check_window(*self._read_window())
             means = self._means(self.ep_sum, self.ep_count)
             self._check_finite({k: v for k, v, c in zip(means, means.values(), self.ep_count) if c},
                                f"at step {self.global_step}")
             self._check_params_finite()
             self.save_last()
+        if self.health.stop is not None:
+            self.log(f"stopped by the health rule {self.health.stop.message} at epoch {self.epoch} step "
+                     f"{self.global_step}; checkpoint saved")
+            return "stopped"
         self.log(f"stopped by signal {self.stop_signal} at epoch {self.epoch} step {self.global_step}; "
                  f"checkpoint saved")
         return "cancelled"
@@ -366,6 +469,7 @@ class Trainer:
         }
 
     def save_last(self) -> None:
+        self.health.before_save()  # keeps last.pt as healthy.pt while a health rule's streak is open
         state = self.model_state()
         state.update({
             "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
@@ -385,6 +489,14 @@ class Trainer:
             "extra": self.extra_state(),
         })
         save_checkpoint(self.ckpt_dir / "last.pt", state)
+        self.healthy = {"epoch": self.epoch, "step": self.global_step}
+
+    def healthy_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint to resume or fork from after a divergence: last.pt, written only by healthy paths
+        (an epoch end or a stop, after their checks), with its epoch and step; None if there is none."""
+        if self.healthy is None or not (self.run_dir / LAST_CHECKPOINT).is_file():
+            return None
+        return {"path": LAST_CHECKPOINT, **self.healthy}
 
     def _maybe_resume(self) -> bool:
         path = self.ckpt_dir / "last.pt"
@@ -424,6 +536,7 @@ class Trainer:
         self.ep_count = list(acc["ep_count"])
         self.epoch_seconds = float(acc.get("epoch_seconds", 0.0))
         self.load_extra_state(state.get("extra", {}))
+        self.healthy = {"epoch": self.epoch, "step": self.global_step}
         return True
 
     def _init_from(self, path: Path) -> None:

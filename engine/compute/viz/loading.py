@@ -23,7 +23,7 @@ from engine.control.errors import ConfigError
 from engine.control.paths import METRICS_FILE
 from engine.control.records import read_all
 from engine.control.run_dir import read_run_config
-from engine.control.viz_spec import missing_checkpoint_message
+from engine.control.viz_spec import VizSpecError, checkpoint_path, missing_checkpoint_message
 
 SAMPLE_RE = re.compile(r"^epoch_(\d+)\.png$")
 
@@ -61,7 +61,10 @@ def load_run(job: Job, run_dir: Path, checkpoint: str) -> LoadedRun:
         return job.cache[key]
     if not run_dir.is_dir():
         raise JobFailed(f"run folder {run_dir} does not exist")
-    path = run_dir / checkpoint
+    try:
+        path = checkpoint_path(run_dir, checkpoint)  # never a file outside the run folder
+    except VizSpecError as e:
+        raise JobFailed(str(e)) from None
     if not path.is_file():
         raise JobFailed(missing_checkpoint_message(run_dir, checkpoint))
     try:

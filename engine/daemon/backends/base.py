@@ -99,7 +99,7 @@ def resubmit_reason(state: ClusterState, end: Mapping[str, Any] | None, *, check
     A segment continues when the run did not finish by itself and nobody asked it to stop: the cluster
     ended it from outside (TIMEOUT, PREEMPTED, NODE_FAIL), or the worker stopped on the time-limit warning
     signal (its `end` record says `cancelled` although no cancel was requested: Slurm then reports FAILED
-    with exit 143 when the worker exits before the limit). A worker that completed, failed or diverged
+    with exit 143 when the worker exits before the limit). A worker that completed, failed, diverged or stopped
     never continues, nor does a run without a checkpoint or past `max_segments`.
     """
     if cancel_requested or not checkpoint_exists or segments_done >= max_segments:
@@ -107,7 +107,7 @@ def resubmit_reason(state: ClusterState, end: Mapping[str, Any] | None, *, check
     if state.status == "cancelled":  # scancel from outside ganmgr: respect it
         return None
     end_status = end.get("status") if end else None
-    if end_status in ("completed", "failed", "diverged"):
+    if end_status in ("completed", "failed", "diverged", "stopped"):
         return None
     if state.resumable:
         return f"the job was {SLURM_STATES[state.cluster_state][2]}"
