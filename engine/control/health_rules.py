@@ -28,7 +28,7 @@ from typing import Any
 
 from engine.control.config import RecipeSpec
 from engine.control.paths import METRICS_FILE
-from engine.control.records import END, HEALTH, parse_record
+from engine.control.records import END, HEALTH, last_record
 
 HEALTHY_CHECKPOINT = "checkpoints/healthy.pt"  # last.pt as it was before a rule's streak began
 # GANMGR_DEBUG_HEALTH=critic|saturation|collapse[:N] feeds the rule a value beyond its bound at every window
@@ -197,32 +197,13 @@ def parse_drill(text: str | None) -> tuple[str, float]:
     return name, number
 
 
-def healthy_of(run_dir: Path, chunk_bytes: int = 65536) -> dict[str, Any] | None:
+def healthy_of(run_dir: Path) -> dict[str, Any] | None:
     """The newest `healthy_checkpoint` a worker named in metrics.jsonl (a `health` record, or a `stopped` or
     `diverged` end record), read backward from the file's end: {"path", "epoch", "step"}; {} when it named
     none (the rule fired before any checkpoint); None when no record names one (nothing fired)."""
-    marker = b'"healthy_checkpoint"'
-    try:
-        with open(run_dir / METRICS_FILE, "rb") as fh:
-            fh.seek(0, 2)
-            pos = fh.tell()
-            carry = b""
-            while pos > 0:
-                start = max(0, pos - chunk_bytes)
-                fh.seek(start)
-                lines = (fh.read(pos - start) + carry).split(b"\n")
-                carry = lines.pop(0) if start > 0 else b""
-                for line in reversed(lines):
-                    if marker not in line:
-                        continue
-                    rec = parse_record(line)
-                    if rec is None or rec.get("kind") not in (HEALTH, END):
-                        continue
-                    ck = rec.get("healthy_checkpoint")
-                    if isinstance(ck, dict) and isinstance(ck.get("path"), str):
-                        return ck
-                    return {}
-                pos = start
-    except OSError:
+    rec = last_record(run_dir / METRICS_FILE, b'"healthy_checkpoint"',
+                      lambda r: r.get("kind") in (HEALTH, END) and "healthy_checkpoint" in r)
+    if rec is None:
         return None
-    return None
+    ck = rec.get("healthy_checkpoint")
+    return ck if isinstance(ck, dict) and isinstance(ck.get("path"), str) else {}

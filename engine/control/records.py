@@ -19,7 +19,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,10 +169,10 @@ def attempt_end(path: Path, since: float | None, tail_bytes: int = END_SEARCH_BY
     return None
 
 
-def last_artifact(path: Path, what: str, chunk_bytes: int = 65536) -> dict[str, Any] | None:
-    """The newest `artifact` record of `what` (e.g. "best"), read backward from the file's end: cheap even
-    when the record is far back in a long file (only lines naming `what` are parsed)."""
-    marker = json.dumps(what).encode()
+def last_record(path: Path, marker: bytes, accept: Callable[[dict[str, Any]], bool],
+                chunk_bytes: int = 65536) -> dict[str, Any] | None:
+    """The newest record that `accept`s, read backward from the file's end: cheap even when the record is far
+    back in a long file (only lines holding the bytes `marker` are parsed). None when none does."""
     try:
         with open(path, "rb") as fh:
             pos = os.fstat(fh.fileno()).st_size
@@ -185,12 +185,18 @@ def last_artifact(path: Path, what: str, chunk_bytes: int = 65536) -> dict[str, 
                 for line in reversed(lines):
                     if marker in line:
                         rec = parse_record(line)
-                        if rec is not None and rec.get("kind") == ARTIFACT and rec.get("what") == what:
+                        if rec is not None and accept(rec):
                             return rec
                 pos = start
     except OSError:
         return None
     return None
+
+
+def last_artifact(path: Path, what: str, chunk_bytes: int = 65536) -> dict[str, Any] | None:
+    """The newest `artifact` record of `what` (e.g. "best")."""
+    return last_record(path, json.dumps(what).encode(),
+                       lambda rec: rec.get("kind") == ARTIFACT and rec.get("what") == what, chunk_bytes)
 
 
 def line_end_offset(path: Path) -> int:
