@@ -246,8 +246,8 @@ def test_collapse_warns_flags_the_row_and_the_run_completes(store_home: Path, np
 @pytest.mark.slow
 def test_a_silent_worker_is_flagged_stalled_by_the_supervisor_then_cleared(store_home: Path, npz28: Path) -> None:
     home = store_home
-    out = ganmgr(home, "run", "-q", *gan_args(npz28, "stalls", 2, "health_stall_seconds=1"),
-                 env={"GANMGR_DEBUG_HEALTH": "stall:20"})  # long enough for ls and show under load
+    out = ganmgr(home, "run", "-q", *gan_args(npz28, "stalls", 2, "health_stall_seconds=8"),
+                 env={"GANMGR_DEBUG_HEALTH": "stall:30"})  # floor above natural gaps
     assert out.returncode == 0, out.stderr
     run_id = int(out.stdout)
     row = wait_for(lambda: (r := ls_json(home).get(run_id)) and r["health_flag"] == "stalled" and r,
