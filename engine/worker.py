@@ -81,8 +81,16 @@ def main(argv: list[str] | None = None) -> int:
                    healthy_checkpoint=trainer.health.stop_healthy)
     if status == "cancelled":
         sig = trainer.stop_signal or signal.SIGTERM
-        return end("cancelled", 128 + sig, f"stopped by signal {sig}")
+        return end("cancelled", 128 + sig, stop_reason(sig))
     return end("completed", EXIT_OK)
+
+
+def stop_reason(sig: int) -> str:
+    """The end record's `error` for a stop by signal: SIGINT is a terminal's Ctrl-C (the user), any other
+    signal is named by its number (SIGTERM: a cancel, a batch system, `kill`)."""
+    if sig == signal.SIGINT:
+        return "interrupted by the user (SIGINT)"
+    return f"stopped by signal {sig}"
 
 
 if __name__ == "__main__":

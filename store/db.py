@@ -11,10 +11,17 @@ Why it is built this way:
   read sessions, which keeps reads from ever queueing behind writers.
 - Engines are created by `get_engine`, never at import time, and dropped in a forked child, whose
   inherited SQLite connections must not be used.
+- Read-only commands never wait on writers (issue 17). Their reads are deferred transactions, which WAL
+  serves from a snapshot beside the writer; the only write they may do is the reconcile that settles a dead
+  row, and inside `no_wait()` a write transaction that finds the lock taken fails at once with `StoreBusy`
+  (busy_timeout 0 for that BEGIN IMMEDIATE) instead of queueing behind every writer for up to 30 s: the
+  row is settled by the supervisor or the next command. Closing needs no lock either: the last connection's
+  checkpoint on close is passive (SQLite gives it no busy handler), so it never waits on a writer.
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
 import sqlite3
 import threading
@@ -26,17 +33,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
 from store._schema_v1 import V1_DDL
-from store.errors import StoreError
+from store.errors import StoreBusy, StoreError
 
 DB_NAME = "ganmgr.db"
 BUSY_TIMEOUT_MS = 30_000
 # Execution option read by the `begin` listener: how a transaction on that engine begins.
 _BEGIN_OPTION = "ganmgr_begin"
 _Row = TypeVar("_Row")
+# Inside `no_wait()`: a write transaction that cannot take the lock at once raises StoreBusy.
+_NO_WAIT: contextvars.ContextVar[bool] = contextvars.ContextVar("ganmgr_no_wait", default=False)
 
 PRAGMAS: tuple[tuple[str, str], ...] = (
     # busy_timeout first: switching to WAL needs a lock, and the wait must already be armed.
@@ -131,20 +140,43 @@ def dispose_engines() -> None:
 
 
 @contextmanager
+def no_wait() -> Iterator[None]:
+    """Write sessions begun inside fail at once with StoreBusy when another connection holds the write
+    lock, instead of waiting up to BUSY_TIMEOUT_MS: for work a read-only command may skip (settling a
+    dead row), so the command never queues behind writers. Reads are unaffected."""
+    token = _NO_WAIT.set(True)
+    try:
+        yield
+    finally:
+        _NO_WAIT.reset(token)
+
+
+@contextmanager
 def write_session(home: Path) -> Iterator[Session]:
     """One unit of work that writes: BEGIN IMMEDIATE on first use, commit at the end, rollback on error.
 
     Keep it short: it holds the database's single write lock from its first statement to its commit.
+    Inside `no_wait()`, StoreBusy when the lock is taken.
     """
     session = Session(_engines(home).writer, expire_on_commit=False)
     try:
         yield session
         session.commit()
+    except OperationalError as exc:
+        session.rollback()
+        if _NO_WAIT.get() and _is_busy(exc):
+            raise StoreBusy("the store is busy with another writer; try again") from None
+        raise
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    """SQLITE_BUSY ("database is locked") from the driver."""
+    return isinstance(exc.orig, sqlite3.OperationalError) and "locked" in str(exc.orig)
 
 
 @contextmanager
@@ -264,7 +296,17 @@ def _switch_journal_mode(cur: sqlite3.Cursor, mode: str) -> None:
 
 def _on_begin(conn: Connection) -> None:
     mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+    if mode == "IMMEDIATE":
+        _set_busy_timeout(conn, 0 if _NO_WAIT.get() else BUSY_TIMEOUT_MS)
     conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _set_busy_timeout(conn: Connection, ms: int) -> None:
+    """The connection's busy_timeout for the transaction about to begin (set only when it changes; the
+    value is remembered with the pooled DBAPI connection)."""
+    if conn.info.get("busy_timeout", BUSY_TIMEOUT_MS) != ms:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={int(ms)}")
+        conn.info["busy_timeout"] = ms
 
 
 def _migrate(engine: Engine, writer: Engine, path: Path) -> None:

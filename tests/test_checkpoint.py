@@ -99,3 +99,22 @@ def test_foreign_pickle_is_refused(tmp_path):
     with pytest.raises(CheckpointError):
         load_checkpoint(p)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_refused_checkpoint_gets_ganmgrs_message_never_torchs_advice(tmp_path):
+    """torch's text says weights_only=False "will likely succeed": dangerous advice for a file just refused
+    as unsafe. The worker's error (and `fork`/`resume`'s refusal) is ganmgr's own line, naming what was found."""
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    p = tmp_path / "last.pt"
+    torch.save({"models": Evil(), "config": {}}, p, pickle_module=pickle)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(p)
+    msg = str(e.value)
+    assert "is refused" in msg and "GLOBAL posix.system" in msg and "\n" not in msg, msg
+    assert "weights_only" not in msg and "likely succeed" not in msg and "trusted source" not in msg, msg
+    assert not (tmp_path / "pwned").exists()

@@ -240,7 +240,7 @@ def test_headless_without_a_terminal_prints_progress_lines_before_the_first_epoc
                          env={**os.environ, "GANMGR_DEBUG_STEP_SLEEP": "0.3"})
     assert out.returncode == 0, out.stdout + out.stderr
     lines = out.stdout.splitlines()
-    progress = [i for i, ln in enumerate(lines) if ln.startswith("epoch 1/1  step ")]
+    progress = [i for i, ln in enumerate(lines) if ln.startswith("step ") and "  epoch 1/1" in ln]
     epoch = [i for i, ln in enumerate(lines) if ln.startswith("epoch 1/1  test_acc")]
     assert progress and epoch and progress[0] < epoch[0], out.stdout
     line = lines[progress[0]]

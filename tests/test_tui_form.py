@@ -115,10 +115,13 @@ def test_recipe_switch_refills_untouched_defaults(locked: Path) -> None:
 
 def test_fork_prefills_from_the_parent_and_resume_requeues(locked: Path) -> None:
     home = locked
+    import torch  # a checkpoint the worker's loader accepts: fork and resume check it before queueing
+
     parent = make_run(home, "completed", name="parent", epochs=4, epoch=4, lr=0.0003, tags=("base",))
-    Path(parent.run_dir, "checkpoints", "last.pt").write_bytes(b"not a real checkpoint")
+    torch.save({"models": {}, "config": parent.config}, Path(parent.run_dir, "checkpoints", "last.pt"))
+    checkpoint = Path(parent.run_dir, "checkpoints", "last.pt").read_bytes()
     failed = make_run(home, "failed", name="crashed", epochs=4, epoch=2)
-    Path(failed.run_dir, "checkpoints", "last.pt").write_bytes(b"not a real checkpoint")
+    torch.save({"models": {}, "config": failed.config}, Path(failed.run_dir, "checkpoints", "last.pt"))
 
     async def scenario(app, pilot) -> None:
         table = app.runs_screen.query_one(RunsTable)
@@ -139,7 +142,7 @@ def test_fork_prefills_from_the_parent_and_resume_requeues(locked: Path) -> None
         child = max(store_runs.list_runs(home), key=lambda r: r.id)
         assert child.parent_id == parent.id and child.parent_relation == "fork"
         assert child.config["epochs"] == 6 and child.config["lr"] == 0.0003 and child.status == "queued"
-        assert Path(child.run_dir, "checkpoints", "init.pt").read_bytes() == b"not a real checkpoint"
+        assert Path(child.run_dir, "checkpoints", "init.pt").read_bytes() == checkpoint
         await wait_for(pilot, lambda: child.id in table.run_ids)
 
         assert table.select_run(failed.id)

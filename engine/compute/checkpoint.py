@@ -14,6 +14,8 @@ from __future__ import annotations
 import errno
 import io
 import math
+import pickle
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,14 +50,36 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "global" not in _detail(e).lower():  # bytes that are no pickle it knows ("Unsupported operand 110")
+            raise CheckpointError(f"checkpoint {path} is unreadable (not a checkpoint: "
+                                  f"{_detail(e)})") from None
+        # the weights-only unpickler refused a global the file names (a function it would call)
+        raise CheckpointError(f"checkpoint {path} is refused: it holds more than tensors and plain data "
+                              f"({_detail(e)}); ganmgr loads checkpoints as weights only and never runs code "
+                              f"from them, so a damaged or untrusted file cannot be used") from None
     except Exception as e:  # torch raises many types for a damaged file
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else 'corrupt'})") from None
+        raise CheckpointError(f"checkpoint {path} is unreadable ({type(e).__name__}: {_detail(e)})") from None
     if not isinstance(state, dict) or "models" not in state or "config" not in state:
         raise CheckpointError(f"checkpoint {path} is not a ganmgr checkpoint")
     if state.get("format", 0) > FORMAT:
         raise CheckpointError(f"checkpoint {path} has format {state['format']}; this ganmgr reads up to {FORMAT}")
     return state
+
+
+# torch's lines that are advice, not facts about the file: never repeated (one of them says that
+# weights_only=False "will likely succeed", which for a file just refused as unsafe is dangerous advice)
+_ADVICE = re.compile(r"weights_only|trusted source|documentation|file an issue|load failed|"
+                     r"high likelihood|can happen if", re.IGNORECASE)
+
+
+def _detail(e: BaseException) -> str:
+    """What torch said about the file, without its advice: the first factual line (sentence), cut short."""
+    for line in str(e).splitlines():
+        facts = [s for s in re.split(r"(?<=\.)\s+", line.strip()) if s and not _ADVICE.search(s)]
+        if facts:
+            return " ".join(facts[:1])[:200]
+    return "corrupt"
 
 
 # --------------------------------------------------------------------------------- the best checkpoint

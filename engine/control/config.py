@@ -411,9 +411,9 @@ def parse_value(f: Field, text: str) -> Any:
                 items = [p for p in s.split(",") if p.strip()] if s else []
             conv = _parse_int if f.type == "ints" else float
             return [conv(str(i).strip()) for i in items]
-    except (ValueError, json.JSONDecodeError):
+    except (ValueError, json.JSONDecodeError, RecursionError):  # RecursionError: '[' nested too deeply
         pass
-    raise ConfigError(f"{f.name}={text!r} is not {_type_words(f)}")
+    raise ConfigError(f"{f.name}={text[:60]!r} is not {_type_words(f)}")
 
 
 def _parse_int(s: str) -> int:

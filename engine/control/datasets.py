@@ -7,8 +7,10 @@ file is missing.
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,8 +58,9 @@ def check_dataset_available(cfg: dict) -> None:
         return
     if spec.startswith("npz:"):
         check_npz(spec[4:])
+        present = check_npz_labels(spec[4:])
         if classes:
-            _check_npz_classes(spec[4:], classes)
+            _check_npz_classes(spec[4:], classes, present)
         return
     if spec.startswith(IMAGEFOLDER):
         check_imagefolder(spec[len(IMAGEFOLDER):])
@@ -107,6 +110,12 @@ def check_npz(path_text: str) -> dict[str, tuple[tuple[int, ...], str]]:
                         shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fh)
                     else:
                         shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+                    header = fh.tell()
+                # a header that promises more bytes than the member holds: truncated (or a lie that would
+                # make the worker allocate it); the zip's directory says what the member holds
+                if not dtype.hasobject and header + math.prod(shape) * dtype.itemsize > zf.getinfo(names[key]).file_size:
+                    raise ConfigError(f"npz file {path}: {key} is truncated (its header says {tuple(shape)} "
+                                      f"{dtype}, more than the file holds)")
                 info[key] = (tuple(shape), str(dtype))
     except ConfigError:
         raise
@@ -114,13 +123,15 @@ def check_npz(path_text: str) -> dict[str, tuple[tuple[int, ...], str]]:
         raise ConfigError(f"npz file {path} is unreadable: {type(e).__name__}: {e}") from None
     for split in ("train", "test"):
         xs, xd = info[f"x_{split}"]
-        ys, _yd = info[f"y_{split}"]
+        ys, yd = info[f"y_{split}"]
         if xd != "uint8":
             raise ConfigError(f"npz file {path}: x_{split} is {xd}, expected uint8 images")
         if len(xs) != 4 or xs[1] not in (1, 3):
             raise ConfigError(f"npz file {path}: x_{split} has shape {xs}, expected N x C x H x W with C 1 or 3")
         if len(ys) != 1 or ys[0] != xs[0]:
             raise ConfigError(f"npz file {path}: y_{split} has shape {ys}, expected ({xs[0]},)")
+        if np.dtype(yd).kind not in "iu":  # the worker's rule (engine/compute/data/splits.py)
+            raise ConfigError(f"npz file {path}: y_{split} is {yd}, expected integer class ids")
         if xs[0] == 0:
             raise ConfigError(f"npz file {path}: x_{split} holds no images")
     if info["x_train"][0][1:] != info["x_test"][0][1:]:
@@ -135,14 +146,32 @@ def _check_class_range(classes: list[int], count: int, spec: str) -> None:
         raise ConfigError(f"classes={classes}: dataset {spec} has labels 0..{count - 1}, not {bad[0]}")
 
 
-def _check_npz_classes(path_text: str, classes: list[int]) -> None:
-    """Every requested label must have training images (reads only y_train, a few KB)."""
+def check_npz_labels(path_text: str) -> set[int]:
+    """The worker's label rule, at queue time: labels in 0..classes-1, where the class count is the length
+    of the optional `classes` array (names) or else max(y_train)+1. Reads only the label arrays (N ints)
+    and `classes`, never pickles; run after `check_npz`. Returns the labels present in y_train."""
     path = Path(os.path.expanduser(path_text.strip()))
     try:
         with np.load(path, allow_pickle=False) as z:
-            present = set(np.unique(z["y_train"]).tolist())
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
-        raise ConfigError(f"npz file {path} is unreadable: {type(e).__name__}: {e}") from None
+            y_train, y_test = z["y_train"], z["y_test"]
+            names = z["classes"] if "classes" in z.files else None
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError) as e:
+        raise ConfigError(f"npz file {path} is unreadable: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
+                          ) from None
+    if names is not None and names.ndim != 1:
+        raise ConfigError(f"npz file {path}: classes has shape {names.shape}, expected one name per class")
+    lo = int(min(y_train.min(), y_test.min()))
+    hi = int(max(y_train.max(), y_test.max()))
+    count = len(names) if names is not None else max(1, int(y_train.max()) + 1)
+    if lo < 0 or hi >= count:
+        raise ConfigError(f"npz file {path}: labels span {lo}..{hi}, outside the class range 0..{count - 1}"
+                          + ("" if names is not None else " (max of y_train + 1 classes)"))
+    return set(np.unique(y_train).tolist())
+
+
+def _check_npz_classes(path_text: str, classes: list[int], present: set[int]) -> None:
+    """Every requested label must have training images."""
+    path = Path(os.path.expanduser(path_text.strip()))
     missing = [c for c in classes if c not in present]
     if missing:
         raise ConfigError(f"classes={classes}: npz file {path} has no training images of label {missing[0]} "

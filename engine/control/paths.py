@@ -6,6 +6,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,7 @@ def write_bytes_atomic(path: Path, data: bytes | memoryview) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        _drill_pause(path)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -92,6 +94,22 @@ def write_bytes_atomic(path: Path, data: bytes | memoryview) -> None:
             pass
         raise
     fsync_dir(path.parent)
+
+
+CKPT_PAUSE_VAR = "GANMGR_DEBUG_CKPT_PAUSE"
+
+
+def _drill_pause(path: Path) -> None:
+    """GANMGR_DEBUG_CKPT_PAUSE=S: sleep S seconds between a checkpoint's (.pt) fsynced temp file and its
+    rename, so a kill can land inside the write window on purpose (bench/chaos.py); unset, nothing."""
+    if path.suffix != ".pt":
+        return
+    try:
+        pause = float(os.environ.get(CKPT_PAUSE_VAR, "") or 0)
+    except ValueError:
+        return
+    if pause > 0:
+        time.sleep(pause)
 
 
 def fsync_dir(path: Path) -> None:

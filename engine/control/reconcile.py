@@ -8,6 +8,11 @@ else `lost`. Nothing here ever signals a process.
 Who settles what: while a supervisor holds the store's lock it settles its own workers (it knows their exit
 codes), so other callers leave supervisor rows alone; once the lock is free, anybody settles them. Rows
 of another host are left alone (their processes cannot be checked from here).
+
+Reading comes first and costs no lock: a write transaction is begun only for a row found dead. A read-only
+command (`ls`, `show`, `logs`) reconciles with `wait=False`: a settle that finds the write lock taken is
+skipped (StoreBusy) and left to the supervisor's next tick or the next command, so reading never queues
+behind writers (issue 17).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Container
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +33,7 @@ from engine.control.supervisor_lock import lock_is_held
 from engine.control.viz_jobs import settle_viz
 from store import runs as store_runs
 from store import viz_jobs as store_viz
-from store.db import db_path
+from store.db import db_path, no_wait
 from store.errors import StoreError
 from store.lifecycle import ACTIVE_STATUSES
 from store.notices import notices_pending
@@ -38,15 +44,22 @@ HEADLESS_START_GRACE_S = 120.0
 
 
 def reconcile(home: Path, *, owned: Container[int] = (), supervisor_alive: bool | None = None,
-              owned_viz: Container[int] = ()) -> list[RunView]:
+              owned_viz: Container[int] = (), wait: bool = True) -> list[RunView]:
     """Settle every `running` row whose process is not alive; returns the rows whose status changed.
 
     `owned`: run ids the caller (a supervisor) tracks itself. `supervisor_alive`: whether a supervisor
     holds the lock (looked up when None; a supervisor passes False, meaning "every row I don't own is
-    orphaned"). Does nothing, and creates nothing, when the store does not exist yet.
+    orphaned"). `wait=False` (read-only commands): a row whose settle finds the write lock taken is
+    skipped, not waited for. Does nothing, and creates nothing, when the store does not exist yet.
     """
     if not db_path(home).exists():
         return []
+    with nullcontext() if wait else no_wait():
+        return _reconcile(home, owned, supervisor_alive, owned_viz)
+
+
+def _reconcile(home: Path, owned: Container[int], supervisor_alive: bool | None,
+               owned_viz: Container[int]) -> list[RunView]:
     if supervisor_alive is None:
         supervisor_alive = lock_is_held(home)
     host = socket.gethostname()
@@ -60,8 +73,8 @@ def reconcile(home: Path, *, owned: Container[int] = (), supervisor_alive: bool 
             continue
         try:
             view = settle_run(home, run)
-        except StoreError:  # changed under us (finished, deleted): the other writer's word stands
-            continue
+        except StoreError:  # changed under us (finished, deleted): the other writer's word stands;
+            continue  # or StoreBusy under wait=False: the lock is taken, the next reconcile settles it
         if view is not None:
             changed.append(view)
     if not supervisor_alive:
@@ -182,9 +195,10 @@ def is_supervisor_work(run: RunView, host: str) -> bool:
     return run.status == "queued" or run.host in (None, host)
 
 
-def reconcile_and_ensure_supervisor(home: Path) -> list[RunView]:
-    """What every command does first: settle dead rows, then start a supervisor if work waits for one."""
-    changed = reconcile(home)
+def reconcile_and_ensure_supervisor(home: Path, *, wait: bool = True) -> list[RunView]:
+    """What every command does first: settle dead rows, then start a supervisor if work waits for one.
+    `wait=False` for read-only commands: never wait for the write lock (`reconcile`)."""
+    changed = reconcile(home, wait=wait)
     if supervisor_work_pending(home) and not lock_is_held(home):
         ensure_supervisor(home)
     return changed

@@ -25,6 +25,8 @@ def _load_json(path: Path, error: type[ConfigError]) -> Any:
         raise error(f"{path} does not exist") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise error(f"{path} is unreadable: {' '.join(str(e).split())[:200]}") from None
+    except RecursionError:
+        raise error(f"{path} is unreadable: JSON nested too deeply") from None
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from engine.control.config import config_diff, default_run_name, resolve_config,
 from engine.control.datasets import check_dataset_available
 from engine.control.errors import ConfigError
 from engine.control.gitinfo import source_commit
-from engine.control.launcher import ensure_supervisor
+from engine.control.launcher import ensure_supervisor, worker_env
 from engine.control.paths import CONFIG_FILE, create_run_dir, ensure_home, fsync_dir, run_dir_for
 from engine.control.procs import signal_verified
 from engine.control.run_dir import read_run_config, write_run_config
@@ -136,9 +138,35 @@ def resume_run(home: Path, run_ref: str | int) -> RunView:
     if changed:
         raise SubmitError(f"config.json of run {run.id} was changed since the run was created ({changed}); "
                           f"fork the run to change its config")
+    check_checkpoint(last, f"run {run.id} cannot be resumed")
     view = store_runs.requeue(home, run.id, message=f"resumed from checkpoints/last.pt after epoch {run.epoch}")
     ensure_supervisor(home)
     return view
+
+
+# `python -m engine.compute.checkpoint_check` imports torch (a few seconds) and reads the file once
+CHECKPOINT_CHECK_TIMEOUT_S = 300.0
+
+
+def check_checkpoint(path: Path, what: str, shown_as: Path | None = None) -> None:
+    """SubmitError (one line, exit 2) unless the worker can load `path` (weights_only, a ganmgr checkpoint).
+
+    The CLI and the TUI never import torch, so the worker's own loader runs in a short child process (an
+    argv list, no shell): the same rule as the worker's, and a pickle that would run code is refused there
+    by torch's weights-only unpickler, never executed. `shown_as`: the name the message gives the file (a
+    fork checks its private copy but names the parent's checkpoint).
+    """
+    argv = [sys.executable, "-m", "engine.compute.checkpoint_check", str(path)]
+    try:
+        out = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
+                             timeout=CHECKPOINT_CHECK_TIMEOUT_S, env=worker_env({"CUDA_VISIBLE_DEVICES": ""}))
+    except subprocess.TimeoutExpired:
+        raise SubmitError(f"{what}: checking {path} took over {CHECKPOINT_CHECK_TIMEOUT_S:.0f} s") from None
+    except OSError as e:
+        raise SubmitError(f"{what}: cannot check {path} ({e.strerror or e})") from None
+    if out.returncode != 0:
+        said = (out.stdout.strip().splitlines() or out.stderr.strip().splitlines() or ["no answer"])[-1]
+        raise SubmitError(f"{what}: {said.replace(str(path), str(shown_as or path))[:400]}")
 
 
 def _config_changes(folder: Path, run: RunView) -> str:
@@ -206,7 +234,8 @@ def fork_run(home: Path, run_ref: str | int, *, overrides: dict[str, Any] | None
 
     # Copy before the row's write transaction (a checkpoint can be large), move it in inside it.
     staged = _stage_copy(source, home)
-    try:
+    try:  # the copy is what the fork's worker reads: check it, not the parent's file (which may change)
+        check_checkpoint(staged, f"run {parent.id} cannot be forked", shown_as=source)
         view = create_run(home, cfg, tags=tags, notes=notes, priority=priority, status="queued",
                           parent_id=parent.id, parent_relation="fork", parent_epoch=parent_epoch,
                           after_folder=lambda run_dir: os.replace(staged, run_dir / "checkpoints" / "init.pt"))

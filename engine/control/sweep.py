@@ -102,8 +102,8 @@ def split_alternatives(f: Field, text: str) -> list[str]:
 def _json_lists(f: Field, s: str) -> list[str]:
     try:
         items = json.loads(f"[{s}]")
-    except ValueError:
-        raise ConfigError(f"{f.name}={s!r} is not a JSON list or a comma-separated list of JSON lists") from None
+    except (ValueError, RecursionError):  # RecursionError: '[' nested too deeply
+        raise ConfigError(f"{f.name}={s[:60]!r} is not a JSON list or a comma-separated list of JSON lists") from None
     if all(isinstance(i, list) for i in items):
         return [json.dumps(i) for i in items]
     return [s]  # a mix such as `[50,75],3`: parse_value names the problem

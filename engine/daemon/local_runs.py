@@ -19,6 +19,7 @@ from engine.control.paths import LOG_FILE, METRICS_FILE, PathError
 from engine.control.procs import is_alive, process_start_token
 from engine.control.reconcile import is_supervisor_work
 from engine.control.records import MetricsTail, line_end_offset
+from engine.control.runs_root import ensure_run_folder
 from engine.daemon.log import log
 from engine.daemon.processes import CPU_NICE, ProcessJobs, Watched, cuda_present, log_header
 from engine.daemon.progress import (
@@ -128,7 +129,11 @@ class RunJobs(ProcessJobs[Worker]):
         if not run.run_dir:
             fail_unstarted(self.home, run.id, "the run has no folder")
             return
-        run_dir = Path(run.run_dir)
+        try:  # a run_dir edited by hand in the store must not get even a log header outside the roots
+            run_dir = ensure_run_folder(self.home, Path(run.run_dir))
+        except (PathError, OSError) as e:
+            fail_unstarted(self.home, run.id, f"its folder cannot be used: {e}")
+            return
         gpu, env = self.pick_gpu(run.config, gpus)
         nice = CPU_NICE if trains_on_cpu(run.config, gpus) else 0
         metrics = run_dir / METRICS_FILE

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.control.launcher import spawn_logged
-from engine.control.paths import METRICS_FILE
+from engine.control.paths import METRICS_FILE, PathError
 from engine.control.procs import is_alive, process_start_token
 from engine.control.reconcile import viz_is_supervisor_work
 from engine.control.records import MetricsTail
+from engine.control.runs_root import ensure_run_folder
 from engine.control.viz_jobs import VizFold, viz_outcome
 from engine.control.viz_spec import viz_argv
 from engine.daemon.log import log
@@ -74,7 +75,11 @@ class VizJobs(ProcessJobs[VizProcess]):
         if not job.job_dir or not Path(job.job_dir).is_dir():
             self._fail(job.id, f"its folder {job.job_dir} is missing")
             return
-        job_dir = Path(job.job_dir)
+        try:  # a job_dir edited by hand in the store must not get even a log header outside the roots
+            job_dir = ensure_run_folder(self.home, Path(job.job_dir))
+        except (PathError, OSError) as e:
+            self._fail(job.id, f"its folder cannot be used: {e}")
+            return
         device = str(job.params.get("device", "auto"))
         nice = CPU_NICE if device == "cpu" or (device == "auto" and not cuda_present()) else 0
         try:

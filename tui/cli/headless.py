@@ -117,8 +117,9 @@ class HeadlessView:
 
     def progress_line(self) -> str:
         """The bar as one line of text (a log without a terminal)."""
-        bits = [f"epoch {min(self.epoch + 1, self.epochs or 1)}/{self.epochs or '?'}",
-                f"step {self.step}/{self.total or '?'}", self.speed_text(), self.eta_text(), self.loss_text()]
+        # starts with "step", so a log reader tells it from a finished epoch's line (which starts "epoch")
+        bits = [f"step {self.step}/{self.total or '?'}", f"epoch {min(self.epoch + 1, self.epochs or 1)}/"
+                f"{self.epochs or '?'}", self.speed_text(), self.eta_text(), self.loss_text()]
         return "  ".join(b for b in bits if b)
 
     def best_test_acc(self) -> float | None:
@@ -150,8 +151,9 @@ def run_headless(home: Path, cfg: dict[str, Any], *, tags: list[str], notes: str
         if interrupts == 1:
             console.print("[yellow]stopping: the worker finishes its step and checkpoints "
                           "(Ctrl-C again to kill it)[/]")
-            try:  # a terminal's Ctrl-C reached the worker already; a batch system's signal did not
-                os.kill(proc.pid, signal.SIGTERM)
+            try:  # a terminal's Ctrl-C reached the worker already; a batch system's signal did not. The
+                # same signal, so the worker's end record names the real cause (SIGINT: the user's Ctrl-C)
+                os.kill(proc.pid, signum)
             except ProcessLookupError:
                 pass
         else:

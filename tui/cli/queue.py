@@ -235,7 +235,7 @@ def _follow_log(home: Path, run_id: int, path: Path, pos: int, out: Any) -> int:
             ended = False
             if now - last_check >= 1.0:
                 last_check = now
-                reconcile(home)  # a dead worker without a supervisor must not keep us waiting forever
+                reconcile(home, wait=False)  # a dead worker without a supervisor must not keep us waiting forever
                 row = store_runs.get_run(home, run_id)
                 ended = row is None or row.is_terminal
             pos = _copy_new(path, pos, out)

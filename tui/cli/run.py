@@ -99,6 +99,8 @@ def read_config_file(path: str) -> dict[str, Any]:
         data = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ConfigError(f"--config {path}: {e}") from None
+    except RecursionError:  # e.g. 100,000 nested '[': the decoder's stack, not a traceback
+        raise ConfigError(f"--config {path}: JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path} must hold a JSON object")
     return data

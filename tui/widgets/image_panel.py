@@ -8,12 +8,15 @@ reattach. GANMGR_IMAGES=auto|sixel|tgp|halfcell|unicode overrides the choice.
 textual-image asks the terminal about its abilities when it is first imported, which only works before
 Textual owns stdin: `run_app` calls `image_widget_class()` before the app starts. When the half-block
 renderer is chosen anyway, it is imported with the terminal hidden, so no queries are sent at all (each
-unanswered one costs 0.1 s of startup, and tmux answers none of the graphics ones).
+unanswered one costs 0.1 s of startup, and tmux answers none of the graphics ones). A terminal that answers
+no queries (or cannot be asked: stdin not a terminal, a 0x0 size) gets half blocks, quietly: textual-image's
+warning and traceback about the unanswered probe are kept from the screen.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -70,6 +73,32 @@ def _terminal_hidden() -> Iterator[None]:
         sys.__stdout__ = real  # type: ignore[misc]
 
 
+class _KeepRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def _probe_log_kept() -> Iterator[list[logging.LogRecord]]:
+    """textual-image logs an unanswered terminal query as a warning with its traceback (`TimeoutError`);
+    with no logging configured, Python's last-resort handler prints that into the screen. Keep the records
+    here instead: they only tell us that the terminal did not answer."""
+    logger = logging.getLogger("textual_image")
+    handler = _KeepRecords()
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def image_widget_class(kind: str | None = None) -> type[Widget]:
     """The textual-image widget class for `kind` (default: `choose_image_kind()`); cached per process."""
     global _IMAGE_CLASS
@@ -80,7 +109,17 @@ def image_widget_class(kind: str | None = None) -> type[Widget]:
         with _terminal_hidden():  # no graphics queries (and their 0.1 s timeouts) for a renderer we skip
             import textual_image.widget as tiw
     else:
-        import textual_image.widget as tiw
+        try:
+            with _probe_log_kept() as failures:
+                import textual_image.widget as tiw
+        except Exception:  # noqa: BLE001 - a terminal that cannot be asked at all (stdin no terminal:
+            # termios.error; a size of 0x0: ZeroDivisionError): half blocks, asking nothing more
+            kind = "halfcell"
+            with _terminal_hidden(), _probe_log_kept():
+                import textual_image.widget as tiw
+        else:
+            if failures and kind == "auto":  # a terminal that does not answer queries does no graphics either
+                kind = "halfcell"
 
     cls = {
         "auto": tiw.Image,

@@ -566,9 +566,9 @@ class Trainer:
     # --- signals and output ---------------------------------------------------------------------------
     def _install_signal_handlers(self) -> None:
         def request_stop(signum, _frame):
-            if self.stop_signal is None:
+            if self.stop_signal is None:  # the first signal is the cause; a forwarded copy changes nothing
                 self.log(f"signal {signum}: finishing the step, then checkpointing")
-            self.stop_signal = signum
+                self.stop_signal = signum
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, request_stop)
