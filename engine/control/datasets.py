@@ -160,13 +160,21 @@ def check_npz_labels(path_text: str) -> set[int]:
                           ) from None
     if names is not None and names.ndim != 1:
         raise ConfigError(f"npz file {path}: classes has shape {names.shape}, expected one name per class")
+    _count, problem = label_range(y_train, y_test, None if names is None else len(names))
+    if problem:
+        raise ConfigError(f"npz file {path}: {problem}" + ("" if names is not None else " (max of y_train + 1 classes)"))
+    return set(np.unique(y_train).tolist())
+
+
+def label_range(y_train: np.ndarray, y_test: np.ndarray, num_classes: int | None) -> tuple[int, str | None]:
+    """The one label rule (queue-time check and the worker's loader): every label in 0..classes-1, the class
+    count given or else max(y_train)+1. Returns (class count, what is wrong or None)."""
     lo = int(min(y_train.min(), y_test.min()))
     hi = int(max(y_train.max(), y_test.max()))
-    count = len(names) if names is not None else max(1, int(y_train.max()) + 1)
+    count = num_classes if num_classes is not None else max(1, int(y_train.max()) + 1)
     if lo < 0 or hi >= count:
-        raise ConfigError(f"npz file {path}: labels span {lo}..{hi}, outside the class range 0..{count - 1}"
-                          + ("" if names is not None else " (max of y_train + 1 classes)"))
-    return set(np.unique(y_train).tolist())
+        return count, f"labels span {lo}..{hi}, outside the class range 0..{count - 1}"
+    return count, None
 
 
 def _check_npz_classes(path_text: str, classes: list[int], present: set[int]) -> None:

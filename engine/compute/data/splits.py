@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.control.datasets import label_range
+
 
 class DataError(ValueError):
     """A data source that cannot be used; the message is one line naming the file/folder and the problem."""
@@ -59,12 +61,9 @@ def _validate(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_te
             raise DataError(f"{where}: y_{split} is {y.dtype}, expected integer class ids")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(f"{where}: train images {x_train.shape[1:]} and test images {x_test.shape[1:]} differ")
-    lo = int(min(y_train.min(), y_test.min()))
-    hi = int(max(y_train.max(), y_test.max()))
-    if num_classes is None:
-        num_classes = max(1, int(y_train.max()) + 1)
-    if lo < 0 or hi >= num_classes:
-        raise DataError(f"{where}: labels span {lo}..{hi}, outside the class range 0..{num_classes - 1}")
+    num_classes, problem = label_range(y_train, y_test, num_classes)
+    if problem:
+        raise DataError(f"{where}: {problem}")
     return num_classes
 
 
