@@ -239,7 +239,8 @@ def kill9(c: Campaign, rng: random.Random) -> str:
 def ckpt_window(c: Campaign, rng: random.Random) -> str:
     c.reference()
     home = c.home("ckpt")
-    nth = rng.randint(1, 2 * (EPOCHS - 1))  # the n-th checkpoint write (last.pt and best.pt, each epoch)
+    # the n-th checkpoint write: last.pt at every epoch end is certain, best.pt only when the metric improves
+    nth = rng.randint(1, EPOCHS)
     env = {"GANMGR_DEBUG_CKPT_PAUSE": str(CKPT_PAUSE_S)}
     rid = queue(home, c.npz, "ckpt", EPOCHS, *DETERMINISTIC, env=env)
     ckpts = Path(wait_worker(home, rid).run_dir) / "checkpoints"

@@ -49,6 +49,7 @@ def grey(tmp_path_factory) -> Path:
 # ------------------------------------------------------------------------------------- time-bounded windows
 
 
+@pytest.mark.slow
 def test_windows_close_by_time_mid_epoch_when_an_epoch_is_shorter_than_log_every(tmp_path, grey):
     """8 steps per epoch, log_every 50: without log_seconds no window would close before the epoch end."""
     run_dir = make_run_dir(tmp_path, "mlp-gan", f"dataset=npz:{grey}", "width=8", "batch_size=16", "epochs=2",
@@ -70,6 +71,7 @@ def test_windows_close_by_time_mid_epoch_when_an_epoch_is_shorter_than_log_every
     assert order == sorted(order)
 
 
+@pytest.mark.slow
 def test_progress_records_between_windows(tmp_path, grey):
     """log_seconds=0 (steps only) and a long log_every: the progress records are the only sign of life."""
     run_dir = make_run_dir(tmp_path, "mlp-gan", f"dataset=npz:{grey}", "width=8", "batch_size=16", "epochs=1",

@@ -252,6 +252,7 @@ def test_settings_and_show_never_print_the_url(home: Path, hook: Hook, capsys):
 # -------------------------------------------------------------------------------- the supervisor
 
 
+@pytest.mark.slow
 def test_the_supervisor_notifies_every_status_once_whoever_settled_the_run(store_home: Path, hook: Hook):
     """Statuses set through the store API (a real failing run per status would be slow), a `lost` settled
     by a command's reconcile, health flags recorded as events; the supervisor is real. A closed port on the
@@ -316,6 +317,7 @@ def test_under_the_default_a_short_completed_run_and_a_cancel_are_not_sent(store
     assert short.id and cancelled.id
 
 
+@pytest.mark.slow
 def test_a_hanging_service_is_cut_off_and_logged_once(home: Path, capfd):
     """The sender's hard limit (a short one here) against a server that never answers: the child is
     killed; the next message to the same URL is tried again and fails the same way, without a second

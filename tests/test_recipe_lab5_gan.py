@@ -27,6 +27,7 @@ from tests.helpers import (
 )
 
 
+@pytest.mark.slow
 def test_lab5_gan_on_one_mnist_digit(tmp_path, shared_data):
     npz = shared_data / "mnist-subset.npz"
     run_dir = make_run_dir(tmp_path, "lab5-gan", f"dataset=npz:{npz}", "classes=8", "width=8", "batch_size=8",

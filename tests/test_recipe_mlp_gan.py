@@ -15,6 +15,7 @@ from engine.control.config import resolve_config
 from tests.helpers import CPU_RUN, ROOT, check_run, make_run_dir, records, run_worker, tiny_npz, worker_cmd
 
 
+@pytest.mark.slow
 def test_mlp_gan_on_the_mnist_subset(tmp_path, shared_data):
     run_dir = make_run_dir(tmp_path, "mlp-gan", f"dataset=npz:{shared_data / 'mnist-subset.npz'}", "width=30",
                            "batch_size=32", "epochs=1", "log_every=25", *CPU_RUN)
@@ -24,6 +25,7 @@ def test_mlp_gan_on_the_mnist_subset(tmp_path, shared_data):
     assert "diversity" in out.stdout  # the epoch table prints the signal
 
 
+@pytest.mark.slow
 def test_mlp_gan_on_synthetic28(tmp_path):
     run_dir = make_run_dir(tmp_path, "mlp-gan", "width=30", "epochs=1", "log_every=40", *CPU_RUN)
     assert resolve_config("mlp-gan")["dataset"] == "synthetic28"

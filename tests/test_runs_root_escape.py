@@ -121,6 +121,7 @@ def test_commands_refuse_a_hostile_run_dir_and_write_nothing_outside(store_home:
     wait_supervisor_gone(home)
 
 
+@pytest.mark.slow
 def test_supervisor_writes_nothing_outside_for_a_hostile_viz_job_dir(store_home: Path, npz: Path,
                                                                     tmp_path: Path):
     home = store_home

@@ -46,6 +46,7 @@ def error_of(screen, key: str) -> str:
     return plain(err) if err.has_class("-shown") else ""
 
 
+@pytest.mark.slow
 def test_form_rejects_bad_input_then_queues_good_input(locked: Path, npz: Path) -> None:
     home = locked
 
@@ -113,6 +114,7 @@ def test_recipe_switch_refills_untouched_defaults(locked: Path) -> None:
     drive(locked, scenario)
 
 
+@pytest.mark.slow
 def test_fork_prefills_from_the_parent_and_resume_requeues(locked: Path) -> None:
     home = locked
     import torch  # a checkpoint the worker's loader accepts: fork and resume check it before queueing

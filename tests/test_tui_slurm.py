@@ -104,6 +104,7 @@ def error_of(screen, key: str) -> str:
 # ----------------------------------------------------------------------------------------- the form
 
 
+@pytest.mark.slow
 def test_form_slurm_fields_prefilled_checked_and_submitted(locked: Path, tmp_path: Path) -> None:
     home = locked
     npz = tiny_npz(tmp_path / "tiny.npz", n_train=64, n_test=32)
