@@ -22,6 +22,7 @@ from engine.control.viz_jobs import submit_viz
 from store import runs as store_runs
 from store import viz_jobs as store_viz
 from store.db import db_path, dispose_engines
+from store.lifecycle import TERMINAL_STATUSES
 from tests.helpers import (
     RUN_TIMEOUT,
     ganmgr,
@@ -35,7 +36,7 @@ from tests.helpers import (
     wait_worker,
 )
 
-FINAL = {"failed", "completed", "cancelled", "lost", "killed", "diverged", "stopped"}
+FINAL = TERMINAL_STATUSES
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ the run's `best_metric` (config), with a `best` entry saying which; each new bes
 
 from __future__ import annotations
 
-import errno
 import io
 import math
 import pickle
@@ -23,7 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from engine.control.config import best_direction
-from engine.control.paths import write_bytes_atomic
+from engine.control.paths import is_disk_full, write_bytes_atomic
 from engine.control.records import ARTIFACT, BEST_WHAT
 
 FORMAT = 1
@@ -40,7 +39,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     try:
         write_bytes_atomic(path, buf.getbuffer())
     except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        if is_disk_full(e):
             raise CheckpointError(f"disk full while writing {path}; the previous checkpoint is kept") from e
         raise CheckpointError(f"cannot write {path}: {e.strerror or e}") from e
 

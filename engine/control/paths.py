@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +35,26 @@ def resolve_home(cli_home: str | None = None) -> Path:
     if home.exists() and not home.is_dir():
         raise PathError(f"home {home} exists and is not a folder")
     return home
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (or what it wraps: SQLAlchemy wraps sqlite3's errors) means no space is left.
+
+    The one test for a full disk: the worker names it in its error, the supervisor waits it out rather than
+    counting it as a failed tick."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
+            return True
+        if isinstance(e, sqlite3.OperationalError) and "disk is full" in str(e):
+            return True
+        e = getattr(e, "orig", None) or e.__cause__ or e.__context__
+    return False
 
 
 def ensure_home(home: Path) -> Path:

@@ -8,4 +8,7 @@ import time
 
 def log(msg: str) -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    print(f"{stamp} supervisor[{os.getpid()}] {msg}", flush=True)
+    try:
+        print(f"{stamp} supervisor[{os.getpid()}] {msg}", flush=True)
+    except OSError:  # the log is best effort: a full disk must not take the supervisor down with it
+        pass

@@ -29,7 +29,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine.control.paths import PathError, resolve_home
+from engine.control.paths import PathError, is_disk_full, resolve_home
 from engine.control.reconcile import reconcile
 from engine.control.supervisor_lock import try_lock
 from engine.daemon.local_runs import RunJobs
@@ -44,6 +44,8 @@ from store.views import RunView
 
 TICK_S = 0.5  # how often the queue, the workers and cancels are looked at
 MAX_TICK_FAILURES = 20  # consecutive failed ticks before the supervisor gives up and exits
+DISK_FULL_WAIT_S = 5.0  # between tries while the disk is full (not counted as failures: space comes back)
+DISK_FULL_LOG_S = 60.0  # one "still full" line a minute, not one a tick
 
 
 class JobKind(Protocol):
@@ -86,13 +88,26 @@ class Supervisor:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         log(f"started for {self.home}")
         failures = 0
+        full_since: float | None = None  # when the disk was first seen full, and the last line said so
+        full_said = 0.0
         try:
             while not self.stopping:
                 try:
                     self.tick()
                     idle = not any(k.busy() for k in self.kinds)
                     failures = 0
-                except Exception:  # one bad tick (a full disk, a locked db) must not orphan the queue
+                    if full_since is not None:
+                        log(f"disk space is back after {time.monotonic() - full_since:.0f} s")
+                        full_since = None
+                except Exception as e:  # one bad tick (a locked db, a bug) must not orphan the queue
+                    if is_disk_full(e):  # wait it out: the runs are recorded once there is room again
+                        now = time.monotonic()
+                        if full_since is None or now - full_said >= DISK_FULL_LOG_S:
+                            log(f"disk full ({' '.join(str(e).split())[:160]}); waiting for space")
+                            full_said = now
+                            full_since = now if full_since is None else full_since
+                        self._sleep(DISK_FULL_WAIT_S)
+                        continue
                     failures += 1
                     log(f"tick failed ({failures} in a row):\n{traceback.format_exc().rstrip()}")
                     if failures >= MAX_TICK_FAILURES:
@@ -133,8 +148,8 @@ class Supervisor:
             log("work arrived as we went idle; another supervisor took over")
         return again
 
-    def _sleep(self) -> None:
-        end = time.monotonic() + self.tick_s
+    def _sleep(self, seconds: float | None = None) -> None:
+        end = time.monotonic() + (self.tick_s if seconds is None else seconds)
         while not self.stopping and time.monotonic() < end:
             time.sleep(min(0.05, max(0.0, end - time.monotonic())))
 
