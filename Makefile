@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint bench clean-venv
+.PHONY: run test test-fast lint bench mutation clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,6 +38,11 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.train_speed
 	$(BIN)/python -m bench.tui all
 	$(BIN)/python -m bench.liveness
+
+# mutation testing of the science core (not part of `make test`): per-module shards with one worker, resumable
+# (run it again to continue; `$(BIN)/python -m bench.mutation --report --diffs` shows the survivors)
+mutation: $(STAMP)
+	nice -n 19 $(BIN)/python -m bench.mutation $(SHARDS)
 
 clean-venv:
 	rm -rf $(VENV)

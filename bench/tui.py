@@ -1,4 +1,4 @@
-"""`python -m bench.tui {startup,refresh,idle,all}`: how fast and how calm the TUI is. Numbers, no asserts.
+"""`python -m bench.tui {startup,refresh,idle,charts,all}`: how fast and how calm the TUI is. Numbers, no asserts.
 
 - startup: the real `ganmgr` started in a pseudo-terminal (80x24); time from launch until the runs
   screen's title bar is painted, and until the table shows the store's runs.
@@ -7,6 +7,8 @@
   and an in-place tick (5 running runs moved on) — the UI-thread cost of each.
 - idle: the real `ganmgr` left alone in a pseudo-terminal (runs table, then a finished run's screen);
   its CPU use (user+system time from /proc) over a window.
+- charts (not part of `all`: minutes): opening a run with a 1,000,000-line metrics.jsonl and comparing it,
+  today's code against HEAD's, and the ratio to TensorBoard's loader (`bench/tui_charts.py`, issue 16).
 
 Times are wall-clock on whatever machine runs this (a shared 2-core box gives noisy numbers: the medians
 of several repeats are printed).
@@ -250,7 +252,9 @@ def bench_idle(seconds: float) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.tui", description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("startup", "refresh", "idle", "all"), nargs="?", default="all")
+    p.add_argument("what", choices=("startup", "refresh", "idle", "charts", "all"), nargs="?", default="all")
+    p.add_argument("--lines", type=int, default=1_000_000, help="metrics.jsonl lines for `charts`")
+    p.add_argument("--reps", type=int, default=2, help="interleaved rounds for `charts`")
     p.add_argument("--runs", type=int, default=2000, help="runs in the store for `refresh`")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seconds", type=float, default=20.0, help="measuring window for `idle`")
@@ -263,6 +267,10 @@ def main() -> None:
         bench_refresh(args.runs, args.repeats)
     if args.what in ("idle", "all"):
         bench_idle(args.seconds)
+    if args.what == "charts":
+        from bench.tui_charts import bench_charts
+
+        bench_charts(args.lines, args.reps)
 
 
 if __name__ == "__main__":

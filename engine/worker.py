@@ -51,17 +51,22 @@ def main(argv: list[str] | None = None) -> int:
         return end("failed", EXIT_BAD_INPUT, str(e))
 
     # torch is imported only past this point
+    from torch.cuda import OutOfMemoryError
+
     from engine.compute.checkpoint import CheckpointError
     from engine.compute.data.splits import DataError
     from engine.compute.device import DeviceError
     from engine.compute.recipes.base import Diverged
+    from engine.compute.resources import oom_fields, sampler_for_run
 
     trainer = None
     try:
         module = importlib.import_module(recipe_spec(cfg["recipe"]).module)
         trainer = module.TRAINER(cfg, run_dir, log=lambda msg: print(msg, flush=True))
         trainer.early_stop = early_stop
-        status = trainer.run(metrics)
+        # the resources records (engine/compute/resources.py): a thread, stopped before any end record
+        with sampler_for_run(cfg, metrics.write, trainer, log=lambda msg: print(msg, flush=True)):
+            status = trainer.run(metrics)
     except (DataError, DeviceError, ConfigError) as e:
         print(f"worker: error: {e}", file=sys.stderr)
         return end("failed", EXIT_BAD_INPUT, str(e))
@@ -71,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as e:
         print(f"worker: error: {e}", file=sys.stderr)
         return end("failed", EXIT_FAILED, str(e))
+    except OutOfMemoryError as e:  # follow.py turns `oom` into "out of GPU memory (peak N MB of M)" + a hint
+        traceback.print_exc()
+        return end("failed", EXIT_FAILED, f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
+                   **oom_fields(trainer))
     except Exception as e:  # the traceback goes to log.txt; the record keeps the last line
         traceback.print_exc()
         return end("failed", EXIT_FAILED, f"{type(e).__name__}: {e}")

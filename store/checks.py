@@ -164,6 +164,18 @@ def _check_roots(value: Any, key: str) -> None:
         _check_root(root, key)
 
 
+def _check_file(value: Any, key: str) -> None:
+    """An absolute file path or null (whether the file is usable is the caller's check: it needs to read it)."""
+    if value is not None and (not isinstance(value, str) or not PurePosixPath(value).is_absolute()
+                              or "\x00" in value or len(value) > 4000):
+        raise StoreError(f"{key} must be an absolute file path or null, not {value!r}")
+
+
+def _check_bool(value: Any, key: str) -> None:
+    if not isinstance(value, bool):
+        raise StoreError(f"{key} must be true or false, not {value!r}")
+
+
 def _check_mapping(value: Any, key: str) -> None:
     if not isinstance(value, dict):
         raise StoreError(f"{key} must be a JSON object, not {value!r}")
@@ -197,6 +209,8 @@ _SETTING_CHECKS: dict[str, Callable[[Any], None]] = {
     "notify_on": lambda v: check_notify_on(v),
     "notify_cursor": lambda v: _check_notify_cursor(v),
     "notify_timeout_s": lambda v: _check_seconds(v, "notify_timeout_s", 1, 600),
+    "inception_weights": lambda v: _check_file(v, "inception_weights"),
+    "inception_allow_uncalibrated": lambda v: _check_bool(v, "inception_allow_uncalibrated"),
 }
 
 

@@ -38,8 +38,10 @@ from sqlmodel import Session
 
 from store._schema_v1 import V1_DDL
 from store.errors import StoreBusy, StoreError
+from store.location import DB_NAME, db_path
+from store.read_view import SCHEMA_VERSION as READ_VIEW_SCHEMA
 
-DB_NAME = "ganmgr.db"
+__all__ = ["DB_NAME", "db_path"]  # re-exported: store.location holds them (importable without SQLAlchemy)
 BUSY_TIMEOUT_MS = 30_000
 # Execution option read by the `begin` listener: how a transaction on that engine begins.
 _BEGIN_OPTION = "ganmgr_begin"
@@ -107,11 +109,8 @@ def _migration_v4(conn: Connection) -> None:
 # Applied forward in order; MIGRATIONS[i] takes the schema from version i to version i + 1.
 # Append only: a released migration is never edited, and `store.tables` changes come with a new entry.
 MIGRATIONS: list[Callable[[Connection], None]] = [_migration_v1, _migration_v2, _migration_v3, _migration_v4]
-
-
-def db_path(home: Path) -> Path:
-    """Where the store of a runs home lives."""
-    return Path(home) / DB_NAME
+if len(MIGRATIONS) != READ_VIEW_SCHEMA:  # the SQLAlchemy-free read view must know the tables it reads
+    raise RuntimeError("a new migration: check store/read_view.py's queries and set its SCHEMA_VERSION")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, or_, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
@@ -37,6 +38,7 @@ from store.db import get_row, read_session, write_session
 from store.errors import StoreError
 from store.lifecycle import ACTIVE_STATUSES, TERMINAL_STATUSES, check_statuses
 from store.queue import queue_order, queue_sql_order, realize_order, take_next
+from store.read_view import RUN_ORDERS_SQL, run_filter_sql
 from store.tables import Artifact, Run, RunEvent, VizJob
 from store.views import ArtifactView, RunEventView, RunView, join_tags, split_tags
 
@@ -64,8 +66,10 @@ __all__ = [
     "request_cancel",
     "requeue",
     "set_notes",
+    "set_tags",
     "set_priority",
     "set_status",
+    "set_wait_reason",
     "update_cluster_state",
     "update_progress",
 ]
@@ -115,15 +119,10 @@ _REQUEUE_CLEARS = (
     "cluster_job_id", "cluster_raw_id", "cluster_state", "cluster_reason", "segment_started_at",
     "health", "stalled_since",
 )
+# The orders of `list_runs`: the queue's from store.queue, the others the SQL the read view uses too.
 _ORDERS: dict[str, tuple[Any, ...]] = {
-    "id": (col(Run.id).asc(),),
-    "-id": (col(Run.id).desc(),),
     "queue": queue_sql_order(Run),
-    "name": (col(Run.name).asc(), col(Run.id).asc()),
-    "created_at": (col(Run.created_at).asc(), col(Run.id).asc()),
-    "-created_at": (col(Run.created_at).desc(), col(Run.id).desc()),
-    "updated_at": (col(Run.updated_at).asc(), col(Run.id).asc()),
-    "-updated_at": (col(Run.updated_at).desc(), col(Run.id).desc()),
+    **{name: (sql_text(sql),) for name, sql in RUN_ORDERS_SQL.items()},
 }
 
 
@@ -269,30 +268,8 @@ def list_runs(
     notes, tags). `order`: id, -id, queue, name, created_at, -created_at, updated_at, -updated_at."""
     if order not in _ORDERS:
         raise StoreError(f"unknown order {order!r}; one of {', '.join(_ORDERS)}")
-    q = select(Run)
-    if status is not None:
-        q = q.where(col(Run.status).in_(check_statuses(status)))
-    if recipe is not None:
-        q = q.where(Run.recipe == recipe)
-    if sweep is not None:
-        q = q.where(Run.sweep == sweep)
-    if backend is not None:
-        q = q.where(Run.backend == backend)
-    if tag is not None:
-        wanted = normalize_tags([tag])
-        if len(wanted) != 1:
-            raise StoreError(f"filter by one tag, not {quote(tag)}")
-        q = q.where(func.instr(Run.tags, f",{wanted[0]},") > 0)
-    if text:
-        q = q.where(
-            or_(
-                *(
-                    c.icontains(text, autoescape=True)
-                    for c in (col(Run.name), col(Run.recipe), col(Run.dataset), col(Run.notes), col(Run.tags))
-                )
-            )
-        )
-    q = q.order_by(*_ORDERS[order])
+    where, params = run_filter_sql(status=status, recipe=recipe, tag=tag, sweep=sweep, backend=backend, text=text)
+    q = select(Run).where(sql_text(where).bindparams(**params)).order_by(*_ORDERS[order])
     if limit is not None:
         check_int(limit, "limit", lo=0)
         q = q.limit(limit)
@@ -304,22 +281,34 @@ def queued_in_order(home: Path) -> list[RunView]:
     return queue_order(list_runs(home, status="queued"))
 
 
-def claim_next(home: Path, *, host: str, slots: int) -> RunView | None:
+def claim_next(home: Path, *, host: str, slots: int, only: int | None = None) -> RunView | None:
     """Atomically take the next queued run if fewer than `slots` supervisor runs are running.
 
     The count and the pick happen in one BEGIN IMMEDIATE transaction, so two supervisors (or a supervisor
-    racing a `cancel`) never start the same run or exceed the slots.
+    racing a `cancel`) never start the same run or exceed the slots. `only`: take the next run only if it is
+    that one (the supervisor decided where it goes before claiming it: packing by GPU memory).
     """
     check_int(slots, "slots", lo=0)
     with write_session(home) as s:
         row = take_next(s, Run, Run.managed_by == "supervisor", slots=slots)
-        if row is None:
+        if row is None or (only is not None and row.id != only):
             return None
         now = time.time()
         lifecycle.claim(row, host=host, now=now)
+        row.cluster_reason = None  # a local run's wait reason (set_wait_reason) ends with the wait
         assert row.id is not None
         _event(s, row.id, "running", f"claimed by the supervisor on {host}", now)
         return RunView.from_row(row)
+
+
+def set_wait_reason(home: Path, run_id: int, reason: str | None) -> None:
+    """Why a queued local run is not started yet ("waiting: GPU 0 has 3.1 GB free, run needs 6 GB"), shown by
+    `ls`, `show` and the TUI; kept in `cluster_reason` (a local run has no cluster). Only a queued row changes."""
+    if reason is not None:
+        check_text(reason, "wait reason", 300)
+    with write_session(home) as s:
+        s.execute(update(Run).where(col(Run.id) == run_id, col(Run.status) == "queued",
+                                    col(Run.managed_by) == "supervisor").values(cluster_reason=reason))
 
 
 def claim_next_slurm(home: Path, *, host: str, sweep: str | None = None) -> RunView | None:
@@ -532,6 +521,16 @@ def remove_tags(home: Path, run_id: int, tags: Iterable[str] | str) -> RunView:
     with write_session(home) as s:
         row = _get_run(s, run_id)
         row.tags = join_tags(tuple(t for t in split_tags(row.tags) if t not in gone))
+        row.updated_at = time.time()
+        return RunView.from_row(row)
+
+
+def set_tags(home: Path, run_id: int, tags: Iterable[str] | str) -> RunView:
+    """Replace a run's tags (the TUI's tags and note editor); the same rule as add_tags."""
+    new = normalize_tags(tags)
+    with write_session(home) as s:
+        row = _get_run(s, run_id)
+        row.tags = join_tags(new)
         row.updated_at = time.time()
         return RunView.from_row(row)
 

@@ -109,6 +109,22 @@ def live_records(run_dir: Path, kind: str) -> list[dict]:
     return out
 
 
+def random_inception_weights(path: Path, seed: int = 0) -> Path:
+    """torch-fidelity's InceptionV3 state dict, randomly initialised (He init), saved as torch.save writes it:
+    the real file's format, not its values (accepted only as uncalibrated). Tests have no real weights."""
+    import torch
+
+    from engine.compute.inception import _InceptionV3
+
+    torch.manual_seed(seed)
+    net = _InceptionV3(None)
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    torch.save(net.state_dict(), path)
+    return path
+
+
 # ----------------------------------------------------------------------- the command and its queue
 
 

@@ -18,7 +18,7 @@ from torch.overrides import TorchFunctionMode
 
 from engine.compute.data.augment import augment_batch
 from engine.compute.data.device_data import DeviceData, to_unit_range
-from engine.compute.data.sources import CIFAR10_CLASSES, CIFAR10_FILES, MNIST_FILES, load_splits
+from engine.compute.data.sources import CIFAR10_FILES, MNIST_FILES, load_splits
 from engine.compute.data.splits import DataError, Splits, conform, select_classes
 from engine.compute.data.synthetic import (
     SYNTHETIC_CLASSES,
@@ -27,6 +27,7 @@ from engine.compute.data.synthetic import (
     make_synthetic,
     synthetic_cache_dir,
 )
+from engine.control.class_names import CIFAR10_CLASSES
 from tests.helpers import write_idx
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -108,4 +108,5 @@ def test_cli_headless_lab5_on_torchvision_mnist_then_ls_and_show(tmp_path):
     assert shown.returncode == 0, shown.stderr
     view = json.loads(shown.stdout)["run"]
     assert view["recipe"] == "lab5-gan" and view["status"] == "completed" and view["config"]["classes"] == [3]
-    assert set(view["last_metrics"]) == {"d_loss", "g_loss", "d_real", "d_fake"}
+    # the last window's means and the last epoch's collapse signal (the GAN column of `ls` and the table)
+    assert set(view["last_metrics"]) == {"d_loss", "g_loss", "d_real", "d_fake", "diversity"}

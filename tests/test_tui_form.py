@@ -134,10 +134,12 @@ def test_fork_prefills_from_the_parent_and_resume_requeues(locked: Path) -> None
         form = app.screen
         values = form.values()
         assert values["lr"] == "0.0003" and values["width"] == "8" and values["tags"] == "base"
+        assert values["epochs"] == "8"  # a finished run's fork is offered as many epochs again (issue 16)
         assert form.query_one("#in-recipe").disabled
         await type_into(pilot, form, "epochs", "4")
-        await pilot.press("ctrl+s")  # the fork starts after epoch 4: refused with the reason
-        await wait_for(pilot, lambda: "set epochs above it" in error_of(form, "form"), what="the refusal")
+        await pilot.press("ctrl+s")  # the fork starts after epoch 4: refused under epochs, in the form's words
+        await wait_for(pilot, lambda: "epochs must be above 4" in error_of(form, "epochs"), what="the refusal")
+        assert error_of(form, "form") == "" and "--set" not in error_of(form, "epochs")
         await type_into(pilot, form, "epochs", "6")
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))

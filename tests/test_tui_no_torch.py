@@ -47,7 +47,7 @@ async def main():
         await pilot.press("space")
         table.select_run(b.id)
         await pilot.press("space", "c")
-        while not isinstance(app.screen, CompareScreen) or not app.screen.records:
+        while not isinstance(app.screen, CompareScreen) or not app.screen.data:
             await pilot.pause(0.05)
         await pilot.press("escape", "question_mark", "escape", "q")
 

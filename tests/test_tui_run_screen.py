@@ -20,7 +20,7 @@ from tests.tui_helpers import (
     write_png,
     write_samples,
 )
-from tui.charts.metric_chart import MetricChart
+from tui.charts.metric_chart import DRAW_POINTS_PER_COLUMN, MetricChart
 from tui.charts.series import TEST_ACC, TRAIN_ACC
 from tui.screens.file_location import FileLocationModal
 from tui.screens.run_detail import RunScreen
@@ -95,7 +95,8 @@ def test_long_runs_draw_a_bounded_number_of_points(home: Path) -> None:
         await wait_for(pilot, lambda: len(screen.charts_data.loss_series["step"]["gp"]) == 8000, timeout=20)
         await wait_for(pilot, lambda: losses.lines == list(LOSSES), timeout=5)
         width = losses.query_one("PlotextPlot").size.width
-        assert 0 < losses.drawn_points <= 5 * (2 * width + 2)  # about two points per column and line
+        # the drawing cap (issue 16): about DRAW_POINTS_PER_COLUMN (4) points per column and line
+        assert 0 < losses.drawn_points <= 5 * (DRAW_POINTS_PER_COLUMN * width + 2)
 
     drive(home, scenario)
 
@@ -118,7 +119,11 @@ def test_sample_grids_step_and_follow_new_epochs(home: Path, monkeypatch: pytest
         await pilot.press("left")
         assert panel.current.name == "epoch_002.png"
         assert "samples/epoch_002.png  (2/4)" in plain(panel.query_one("#image-caption"))
-        await pilot.press("left", "left")  # stops at the first
+        await pilot.press("left")
+        assert panel.current.name == "epoch_001.png"
+        await pilot.press("left")  # from the first: wraps round to the last image (issue 16)
+        assert panel.current.name == "saliency.png"
+        await pilot.press("right")  # and back round to the first
         assert panel.current.name == "epoch_001.png"
         await pilot.press("right")
         assert panel.current.name == "epoch_002.png"

@@ -274,12 +274,16 @@ def test_report_has_every_section_and_is_valid_self_contained_html(runs, tmp_pat
     assert not {"script", "link", "iframe", "object"} & page.tags
     assert all(h.startswith("#") and h[1:] in page.ids for h in page.hrefs)
     # 1 progression + 3 perturb + 2 max-class + 4 max-features + 2 quality + 6 curves (GAN: losses,
-    # generator, signals, accuracy; baseline: losses, accuracy)
-    assert len(page.srcs) == 18
-    for src in page.srcs:
-        assert src.startswith("data:image/png;base64,")
+    # generator, signals, accuracy; baseline: losses, accuracy), and the samples' animation (issue 16)
+    assert len(page.srcs) == 19
+    pngs = [src for src in page.srcs if src.startswith("data:image/png;base64,")]
+    gifs = [src for src in page.srcs if src.startswith("data:image/gif;base64,")]
+    assert len(pngs) == 18 and len(gifs) == 1
+    for src in pngs:
         with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
             im.verify()
+    with Image.open(io.BytesIO(base64.b64decode(gifs[0].split(",", 1)[1]))) as im:
+        assert im.n_frames == len(list((runs.gan / "samples").glob("epoch_*.png"))) == 4  # one per epoch
     assert "http://" not in text and "https://" not in text
     for number in (result["accuracy_before"], result["accuracy_after"]):
         assert f"{number:.1f}%" in text

@@ -101,15 +101,13 @@ def test_quality_scores_with_one_pass_what_forward_gives():
     """`quality` reads the logits off the pooled conv-8 features (fc10 of them) to halve its work."""
     import torch
 
+    from engine.compute.classifier_score import classify
     from engine.compute.models.acgan import ACGANDConfig, ACGANDiscriminator
-    from engine.compute.viz.loading import LoadedRun
-    from engine.compute.viz.quality import score
 
     torch.manual_seed(0)
     D = ACGANDiscriminator(ACGANDConfig(width=12)).eval()
-    run = LoadedRun(Path("x"), "checkpoints/final.pt", {}, 1, [str(i) for i in range(10)], [3, 32, 32], D, None)
     x = torch.randn(9, 3, 32, 32)
-    pred, feats = score(run, x)
+    pred, feats = classify(D, x)
     with torch.no_grad():
         assert torch.equal(pred, D(x)[1].argmax(1))
         assert np.allclose(feats, D.features(x, 8).double().numpy())

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.control.records import MetricsTail
+from engine.control.records import END, EPOCH, PROGRESS, START, TRAIN, MetricsTail
 
 LOG_TAIL_BYTES = 16 * 1024  # how much of an existing log the screen shows at first
-MAX_READ = 1 << 20  # per poll, so a huge backlog arrives in slices and the UI stays responsive
+MAX_READ = 4 << 20  # per poll, so a huge backlog arrives in slices (the UI thread only appends their arrays)
 _SKIP_DIRS = {"checkpoints", "__pycache__"}
 
 
 @dataclass
 class FollowUpdate:
+    # the new records; with a chart `batch` (RunFollower's), the train and progress records are folded into
+    # `chart` and only the last of each is kept here (`fold_subset`): the UI thread never loops over them
     records: list[dict[str, Any]] = field(default_factory=list)
+    chart: Any = None  # what the follower's `batch` made of the new records (tui.charts.series.ChartBatch)
+    seen: int = 0  # how many records the update read (chart and records together)
     metrics_reset: bool = False  # the metrics file was replaced (a resumed run): start the charts over
     log_lines: list[str] = field(default_factory=list)
     log_reset: bool = False
@@ -38,8 +43,10 @@ class FollowUpdate:
 class RunFollower:
     """Incremental reader of one run folder; one instance per reading thread."""
 
-    def __init__(self, run_dir: Path | str, metrics_offset: int = 0) -> None:
+    def __init__(self, run_dir: Path | str, metrics_offset: int = 0,
+                 batch: Callable[[list[dict[str, Any]]], Any] | None = None) -> None:
         self.run_dir = Path(run_dir)
+        self.batch = batch  # picks the charts' columns of each slice here, on the follower's thread
         self.metrics = MetricsTail(self.run_dir / "metrics.jsonl", metrics_offset)
         self.log_offset: int | None = None  # None: not opened yet (start near the end)
         self._log_identity: tuple[int, int] | None = None
@@ -50,6 +57,10 @@ class RunFollower:
         resets = self.metrics.resets
         before = self.metrics.offset
         up.records = self.metrics.read_new(MAX_READ)
+        up.seen = len(up.records)
+        if self.batch is not None and up.records:
+            up.chart = self.batch(up.records)
+            up.records = fold_subset(up.records)
         up.metrics_reset = self.metrics.resets != resets
         up.more = self.metrics.offset - before >= MAX_READ // 2
         up.log_lines, up.log_reset = self._read_log()
@@ -92,6 +103,42 @@ class RunFollower:
         return [ln.rstrip("\r").rsplit("\r", 1)[-1] for ln in lines], reset
 
 
+# Records whose fold keeps only the latest one (`engine.control.follow.ProgressFold`: step, epoch, speed,
+# last_metrics are "latest wins"); every other kind is kept whole.
+LATEST_WINS = frozenset({TRAIN, PROGRESS})
+
+
+def fold_subset(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records a live fold needs, in order: all but train and progress records, and the last of each
+    of those (folding them in order gives the same state as folding them all)."""
+    last: dict[str, int] = {}
+    for i in range(len(records) - 1, -1, -1):
+        kind = records[i].get("kind")
+        if kind in LATEST_WINS and kind not in last:
+            last[kind] = i
+            if len(last) == len(LATEST_WINS):
+                break
+    keep = set(last.values())
+    return [r for i, r in enumerate(records) if i in keep or r.get("kind") not in LATEST_WINS]
+
+
+def title_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records that give a live fold its step and progress, in order: every start and end record, and
+    the last progress, train and epoch record (each sets the step; the last of them sets it last)."""
+    last: dict[str, int] = {}
+    for i in range(len(records) - 1, -1, -1):
+        kind = records[i].get("kind")
+        if kind in _STEP_LATEST and kind not in last:
+            last[kind] = i
+            if len(last) == len(_STEP_LATEST):
+                break
+    keep = set(last.values())
+    return [r for i, r in enumerate(records) if i in keep or r.get("kind") in (START, END)]
+
+
+_STEP_LATEST = frozenset({PROGRESS, TRAIN, EPOCH})
+
+
 def natural_key(text: str) -> tuple:
     """Sort `epoch_9` before `epoch_10` (and `epoch_999` before `epoch_1000`)."""
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))
@@ -114,6 +161,7 @@ def list_images(run_dir: Path) -> list[str]:
 
 
 def sample_epoch(rel_path: str) -> int | None:
-    """The epoch of `samples/epoch_NNN.png`, else None."""
-    m = re.fullmatch(r"samples/epoch_(\d+)\.png", rel_path)
-    return int(m.group(1)) if m else None
+    """The epoch of `samples/epoch_NNN.png`, else None (the name's rule: engine/control/sample_grids.py)."""
+    from engine.control.sample_grids import sample_epoch as epoch_of
+
+    return epoch_of(rel_path)

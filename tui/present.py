@@ -86,6 +86,14 @@ def run_status_text(run: RunView, queue_pos: int | None = None) -> Text:
     return text
 
 
+def wait_reason(run: RunView) -> str:
+    """Why a queued local run is not started yet (the supervisor's packing by GPU memory: "waiting: GPU 0 has
+    3.1 GB free, run needs 6 GB"); '' when it says nothing."""
+    if run.status != "queued" or run.managed_by != "supervisor":
+        return ""
+    return run.cluster_reason or ""
+
+
 def cluster_reason(run: RunView) -> str:
     """Why a pending Slurm job waits, in Slurm's words (`Priority`, `Resources`, ...); `submitting` while
     sbatch has not answered; '' when Slurm gives no reason."""
@@ -259,3 +267,51 @@ def backend_lines(run: RunView, store_max_segments: int | None = None) -> list[t
     if run.sweep:
         out.append(("sweep", run.sweep))
     return out
+
+
+def gan_values(run: RunView) -> dict[str, float] | None:
+    """What the GAN column shows for a recipe without a classifier (mlp-gan, lab5-gan, dcgan): its last
+    epoch signal (the mode-collapse signal, `diversity`) and the last window's losses (`d_loss`, `g_loss`),
+    from the row's `last_metrics` (engine.control.follow folds them there). None for a recipe with a
+    classifier (its test accuracy says more) or an unknown one; {} before any value arrived."""
+    from engine.control.config import RECIPES
+
+    spec = RECIPES.get(run.recipe)
+    if spec is None or spec.has_classifier:
+        return None
+    out: dict[str, float] = {}
+    for name in (*spec.epoch_metrics, *spec.loss_metrics):
+        v = run.last_metrics.get(name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            out[name] = float(v)
+    return out
+
+
+GAN_SHORT = {"diversity": "div", "class_spread": "spread", "d_loss": "D", "g_loss": "G"}
+
+
+def fmt_gan(run: RunView) -> str:
+    """`div 0.42 D 1.21 G 0.83` for the GAN column ('' for a recipe with a classifier or no values yet)."""
+    values = gan_values(run)
+    if not values:
+        return ""
+    return " ".join(f"{GAN_SHORT.get(k, k)} {v:.3g}" for k, v in values.items())
+
+
+def fmt_tags(tags: tuple[str, ...] | list[str]) -> str:
+    """Tags for a table cell: comma-separated, as `ganmgr tag` and the filter `tag:x` name them."""
+    return ",".join(tags)
+
+
+def header_counts(runs: dict[str, int], viz: dict[str, int]) -> Text:
+    """`▶ 2 running (1 viz)  … 3 queued`: the runs screen's header. A visualization job is work this store is
+    doing too, so it counts (and says so), or the header reads "0 running" while a report renders."""
+    t = Text()
+    for word, glyph, style in (("running", "▶", "cyan"), ("queued", "…", "yellow")):
+        n_viz = viz.get(word, 0)
+        if t:
+            t.append("  ")
+        t.append(f"{glyph} {runs.get(word, 0) + n_viz} {word}", style=style)
+        if n_viz:
+            t.append(f" ({n_viz} viz)", style=style)
+    return t

@@ -11,19 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from engine.control.config import resolve_config
+from engine.control.machine import PROC_GPUS, cuda_present
 
 QUICK_RECIPE = "acgan-wgangp"
 CPU_OVERRIDES: dict[str, Any] = {"width": 32, "epochs": 2, "batch_size": 64, "name": "quickstart"}
 GPU_OVERRIDES: dict[str, Any] = {"width": 128, "epochs": 20, "batch_size": 128, "name": "quickstart"}
 
 
-def has_gpu(which=shutil.which, proc_gpus: Path = Path("/proc/driver/nvidia/gpus")) -> bool:
-    if which("nvidia-smi"):
-        return True
-    try:
-        return proc_gpus.is_dir() and any(proc_gpus.iterdir())
-    except OSError:
-        return False
+def has_gpu(which=shutil.which, proc_gpus: Path = PROC_GPUS) -> bool:
+    """The one probe, engine.control.machine.cuda_present."""
+    return cuda_present(which=which, proc_gpus=proc_gpus)
 
 
 def quick_config(gpu: bool) -> dict[str, Any]:

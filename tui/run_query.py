@@ -23,7 +23,17 @@ _FIELD_ALIASES = {"status": "status", "s": "status", "is": "status", "recipe": "
                   "b": "backend"}
 PENDING = "pending"  # not a store status: a `running` Slurm row whose job waits on the cluster
 FILTER_STATUSES: tuple[str, ...] = (*STATUSES, PENDING)
-SORTS: tuple[str, ...] = ("queue", "id", "name", "status", "test acc", "started", "duration")
+# The sort orders, in the order `s` cycles through them in the table; `ganmgr ls --sort` names them with `_`
+# for the space (SORT_FIELDS). One rule for both: order_runs.
+SORTS: tuple[str, ...] = ("queue", "id", "name", "status", "test acc", "started", "duration", "recipe")
+SORT_FIELDS: tuple[str, ...] = tuple(s.replace(" ", "_") for s in SORTS)
+
+
+def sort_of_field(field: str) -> str:
+    """The sort a `--sort FIELD` names; ValueError (one line, listing the fields) for any other word."""
+    if field in SORT_FIELDS:
+        return SORTS[SORT_FIELDS.index(field)]
+    raise ValueError(f"unknown sort field {field!r}; one of {', '.join(SORT_FIELDS)}")
 
 
 class FilterError(ValueError):
@@ -191,6 +201,8 @@ def order_runs(runs: Sequence[RunView], sort: str = "queue", reverse: bool = Fal
     if sort == "status":
         order = {s: i for i, s in enumerate(STATUSES)}
         return sorted(runs, key=lambda r: (order.get(r.status, 99), -r.id), reverse=reverse)
+    if sort == "recipe":
+        return sorted(runs, key=lambda r: (r.recipe, -r.id), reverse=reverse)
     getter = {
         "test acc": lambda r: r.last_test_acc,
         "started": lambda r: r.started_at,

@@ -102,6 +102,36 @@ HEALTH_STALL = Field("health_stall_seconds", "float", 300.0, "health",
 # every health field: runtime settings, so a resume may change them (engine/compute/recipes/base.py)
 HEALTH_KEYS = frozenset(f.name for f in (*HEALTH_CRITIC, *HEALTH_SATURATION, *HEALTH_COLLAPSE, HEALTH_STALL))
 
+# --- evaluation during training (engine/compute/evaluation.py) ------------------------------------
+
+EVAL_SAMPLES_MAX = 50_000
+EVAL_SAMPLES_BY_DEVICE = {"cuda": 10_000, "cpu": 1_000}  # eval_samples unset: by the training device
+EVAL_INCEPTION_METRICS = ("fid", "kid", "is")  # with the Inception weights (inception_weights)
+EVAL_CLASSIFIER_METRICS = ("fd_clf", "kid_clf", "gan_test_acc")  # with a baseline classifier (eval_baseline)
+EVAL_LOWER_BETTER = frozenset({"fid", "kid", "fd_clf", "kid_clf"})  # best_direction's auto mode
+EVAL: tuple[Field, ...] = (
+    Field("eval_every", "int", 0, "eval", "evaluate sample quality every k epochs in the worker (FID/KID/IS with "
+          "the Inception weights, classifier scores with eval_baseline; 0: off)", min=0, max=10**6),
+    Field("eval_samples", "int", None, "eval", "generated images per evaluation (default by device: "
+          f"{EVAL_SAMPLES_BY_DEVICE['cuda']} on CUDA, {EVAL_SAMPLES_BY_DEVICE['cpu']} on CPU)", optional=True,
+          min=2, max=EVAL_SAMPLES_MAX),
+    # engine/control/inception_weights.py: resolved at enqueue from the store's settings (the worker has none)
+    Field("inception_weights", "str", None, "eval", "set at enqueue from `ganmgr settings --inception-weights` "
+          "(never by hand): the absolute path of the Inception weights, or null (FID/KID/IS off)", optional=True,
+          check=lambda v: None if v is None or v.startswith("/") else "must be an absolute path"),
+    Field("inception_uncalibrated", "bool", False, "eval", "set at enqueue: the weights are not the real file "
+          "(sha256 not 6726825d..., allowed by --allow-uncalibrated); every FID/KID/IS is marked uncalibrated"),
+)
+EVAL_BASELINE: tuple[Field, ...] = (
+    Field("eval_baseline", "str", None, "eval", "a completed baseline run (id or name) on the same data whose "
+          "classifier scores the samples of each evaluation (fd_clf, kid_clf, gan_test_acc)", optional=True),
+    Field("eval_baseline_ckpt", "str", None, "eval", "set at enqueue from eval_baseline (never by hand): the "
+          "absolute path of that run's final checkpoint", optional=True),
+)
+# every evaluation field: runtime settings, so a resume may change them (engine/compute/recipes/base.py)
+EVAL_KEYS = frozenset(f.name for f in (*EVAL, *EVAL_BASELINE))
+
+
 # --- fields shared by every recipe, grouped as data / model / optimization / run -------------------
 
 BEST_MODES = ("auto", "max", "min")
@@ -147,6 +177,12 @@ COMMON: tuple[Field, ...] = (
           "auto (max for accuracies and epoch signals, min for mean_ losses) | max | min: which best_metric wins",
           choices=BEST_MODES),
     HEALTH_STALL,
+    # resources (engine/compute/resources.py, engine/control/gpu_packing.py)
+    Field("resources_every", "float", 10.0, "run", "seconds between the worker's resources records (CPU, RSS, "
+          "GPU memory and utilisation; 0: off)", min=0.0, max=86400.0),
+    Field("gpu_mem", "float", None, "run", "GB of GPU memory the run needs: the supervisor starts it on a GPU "
+          "whose free memory covers it, several runs per GPU when they fit (default: a whole GPU)",
+          optional=True, min=0.0, min_exclusive=True, max=1e5),
 )
 
 BASELINE: tuple[Field, ...] = (
@@ -166,6 +202,8 @@ ACGAN: tuple[Field, ...] = (
     Field("gen_every", "int", 1, "optimization", "train the generator every k steps (course: 1)", min=1, max=1000),
     Field("save_noise_seed", "int", 352, "run", "numpy seed of the fixed 10x10 sample noise (course: 352)",
           min=0, max=2**32 - 1),
+    *EVAL,
+    *EVAL_BASELINE,
     *HEALTH_CRITIC,
     *HEALTH_COLLAPSE,
 )
@@ -188,6 +226,7 @@ MLP_GAN: tuple[Field, ...] = (
     _n_z(),
     Field("leaky_slope", "float", 0.2, "model", "LeakyReLU negative slope in G and D (001: 0.2)", min=0.0, max=1.0),
     _samples(16, "001"),
+    *EVAL,
     *HEALTH_SATURATION,
     *HEALTH_COLLAPSE,
 )
@@ -200,6 +239,7 @@ LAB5_GAN: tuple[Field, ...] = (
     Field("classes", "ints", [], "data", "train only on these labels, e.g. 8 (003: start with one digit); "
           "empty: all", min=0, max=100000),
     _samples(64, "8x8 grid"),
+    *EVAL,
     *HEALTH_SATURATION,
     *HEALTH_COLLAPSE,
 )
@@ -210,6 +250,7 @@ DCGAN: tuple[Field, ...] = (
     _n_z(),
     Field("leaky_slope", "float", 0.2, "model", "LeakyReLU negative slope in D (004: 0.2)", min=0.0, max=1.0),
     _samples(64, "004"),
+    *EVAL,
     *HEALTH_SATURATION,
     *HEALTH_COLLAPSE,
 )
@@ -262,7 +303,15 @@ class RecipeSpec:
     def best_metrics(self) -> tuple[str, ...]:
         """The epoch-record fields `best_metric` may name (engine/compute/recipes/base.py `_epoch_end`)."""
         accs = ("test_acc", "train_acc") if self.has_classifier else ()
-        return (*accs, *[f"mean_{m}" for m in self.train_metrics if m != "acc"], *self.epoch_metrics)
+        return (*accs, *[f"mean_{m}" for m in self.train_metrics if m != "acc"], *self.epoch_metrics,
+                *self.eval_metrics())
+
+    def eval_metrics(self) -> tuple[str, ...]:
+        """The `eval` record's values `best_metric` may also name (eval_every): a GAN's Inception metrics, and
+        the classifier scores where the samples have classes (eval_baseline)."""
+        if not self.has_generator:
+            return ()
+        return (*EVAL_INCEPTION_METRICS, *(EVAL_CLASSIFIER_METRICS if "eval_baseline" in self.all_fields() else ()))
 
     def default_config(self) -> dict[str, Any]:
         cfg = {name: _copy(f.default) for name, f in self.all_fields().items()}
@@ -562,6 +611,10 @@ def validate_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if metric is not None and metric not in spec.best_metrics():
         raise ConfigError(f"best_metric={metric!r}{_suggest(metric, spec.best_metrics())} is not in the epoch "
                           f"records of {recipe}; choose one of: {', '.join(spec.best_metrics())} (or none)")
+    if metric in spec.eval_metrics() and not out["eval_every"]:
+        raise ConfigError(f"best_metric={metric} is an evaluation value: set eval_every (epochs between evaluations)")
+    if metric in EVAL_CLASSIFIER_METRICS and not out.get("eval_baseline"):
+        raise ConfigError(f"best_metric={metric} needs eval_baseline (a completed baseline run to score samples)")
     return out
 
 
@@ -569,7 +622,7 @@ def best_direction(metric: str, mode: str = "auto") -> str:
     """'max' or 'min': which value of `metric` is the better one (`best_mode`, auto by the metric's kind)."""
     if mode in ("max", "min"):
         return mode
-    return "min" if metric.startswith("mean_") else "max"
+    return "min" if metric.startswith("mean_") or metric in EVAL_LOWER_BETTER else "max"
 
 
 def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -16,20 +16,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.control.config import RECIPES
+from engine.control.eval_summary import QUALITY_KEY, fold_eval
 from engine.control.records import (
     ARTIFACT,
     END,
     END_STATUSES,
     EPOCH,
+    EVAL,
     HEALTH,
     PROGRESS,
+    RESOURCES,
     START,
     TRAIN,
     json_safe,
 )
+from engine.control.resource_use import RESOURCES_KEY, ResourceUse, mb_text
 
 ERROR_LIMIT = 4000  # characters of error text kept in the row (the full log stays in log.txt)
 LOG_TAIL_LINES = 20
+# the per-epoch signals (the mode-collapse signal: `diversity`, `class_spread`) kept in `last_metrics` beside the
+# last train window's means, so the table and `ls` show a GAN without a classifier by more than "-"
+EPOCH_SIGNALS = tuple(dict.fromkeys(m for spec in RECIPES.values() for m in spec.epoch_metrics))
 
 
 @dataclass
@@ -49,6 +57,14 @@ class ProgressFold:
     # run events not yet recorded in the store: a health rule's warn as ("warn", message)
     events: list[tuple[str, str]] = field(default_factory=list)
     dirty: bool = False
+    # `resources` records (peaks, mean util) kept in last_metrics beside the latest train window's values;
+    # seeded from the row for a resumed run, so a finished run keeps its peak over all its attempts
+    resources: ResourceUse = field(default_factory=ResourceUse)
+    last_train: dict[str, Any] = field(default_factory=dict)
+    signals: dict[str, Any] = field(default_factory=dict)  # the latest epoch signals (EPOCH_SIGNALS)
+    # `eval` records as latest and best values (engine/control/eval_summary.py), kept in last_metrics; seeded
+    # from the row for a resumed or adopted run, so the best stays the best over all its attempts
+    quality: dict[str, Any] = field(default_factory=dict)
 
     def fold(self, rec: dict[str, Any]) -> None:
         kind = rec.get("kind")
@@ -73,8 +89,15 @@ class ProgressFold:
         elif kind == TRAIN:
             if _int(rec.get("step")) is not None:
                 f["step"] = _int(rec.get("step"))
-            f["last_metrics"] = {k: json_safe(v) for k, v in rec.items()
-                                 if k not in ("kind", "epoch", "step", "time")}
+            self.last_train = {k: json_safe(v) for k, v in rec.items()
+                               if k not in ("kind", "epoch", "step", "time")}
+            f["last_metrics"] = self._last_metrics()
+        elif kind == RESOURCES:
+            self.resources.add(rec)
+            f["last_metrics"] = self._last_metrics()
+        elif kind == EVAL:
+            self.quality = fold_eval(self.quality, rec)
+            f["last_metrics"] = self._last_metrics()
         elif kind == EPOCH:
             if _int(rec.get("epoch")) is not None:
                 f["epoch"] = _int(rec.get("epoch"))
@@ -85,6 +108,10 @@ class ProgressFold:
                 v = json_safe(rec.get(src))
                 if v is not None:
                     f[dst] = v
+            signals = {k: json_safe(rec[k]) for k in EPOCH_SIGNALS if k in rec}
+            if signals:
+                self.signals.update(signals)
+                f["last_metrics"] = self._last_metrics()
         elif kind == ARTIFACT:
             if isinstance(rec.get("path"), str):
                 self.artifacts.append(rec)
@@ -106,6 +133,14 @@ class ProgressFold:
         if self.end is not None and self.end.get("status") == "completed":
             f["progress"] = 1.0
         self.dirty = True
+
+    def _last_metrics(self) -> dict[str, Any]:
+        out = {**self.last_train, **self.signals}
+        if self.resources.samples:
+            out[RESOURCES_KEY] = self.resources.to_dict()
+        if self.quality:
+            out[QUALITY_KEY] = self.quality
+        return out
 
     def take_artifacts(self) -> list[dict[str, Any]]:
         out, self.artifacts = self.artifacts, []
@@ -144,7 +179,7 @@ def outcome(end: dict[str, Any] | None, *, returncode: int | None, cancel_reques
         status = str(end["status"])
         error = end.get("error") if isinstance(end.get("error"), str) else None
         if status == "failed":
-            error = _clip((error or "failed") + log_tail(log_path))
+            error = _clip(oom_text(end) + (error or "failed") + log_tail(log_path))
         message = {"completed": "completed", "cancelled": "cancelled: the worker checkpointed and stopped",
                    "diverged": f"diverged: {error}{healthy_note(end)}",
                    "stopped": f"stopped: {error}{healthy_note(end)}",
@@ -168,6 +203,22 @@ def outcome(end: dict[str, Any] | None, *, returncode: int | None, cancel_reques
     if cancel_requested:
         return Outcome("cancelled", "cancelled: the worker is gone", why)
     return Outcome("lost", f"lost: {why}", why + log_tail(log_path))
+
+
+OOM_HINT = ("lower batch_size or width, or queue it with a larger --gpu-mem so the supervisor starts it on a GPU "
+            "with that much free")
+
+
+def oom_text(end: dict[str, Any]) -> str:
+    """'out of GPU memory (peak N MB of M MB): hint\n' for a worker's end record that says so (`oom`), else ''."""
+    oom = end.get("oom")
+    if not isinstance(oom, dict):
+        return ""
+    peak, total = oom.get("peak_mb"), oom.get("total_mb")
+    if peak is None:
+        return f"out of GPU memory (peak not measured): {OOM_HINT}\n"
+    of = f" of {mb_text(total)}" if total is not None else ""
+    return f"out of GPU memory (peak {mb_text(peak)}{of}): {OOM_HINT}\n"
 
 
 def healthy_note(end: dict[str, Any]) -> str:

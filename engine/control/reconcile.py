@@ -24,6 +24,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from engine.control.eval_summary import run_quality
 from engine.control.follow import ProgressFold, outcome
 from engine.control.launcher import ensure_supervisor, worker_argv
 from engine.control.paths import LOG_FILE, METRICS_FILE
@@ -101,7 +102,7 @@ def settle_run(home: Path, run: RunView) -> RunView | None:
 
 def final_fold(home: Path, run: RunView) -> ProgressFold:
     """Fold whatever the worker wrote after the row's `metrics_offset` (progress, artifacts, end)."""
-    fold = ProgressFold(since=run.started_at)
+    fold = ProgressFold(since=run.started_at, quality=run_quality(run.last_metrics))  # best evals kept
     if not run.run_dir:
         return fold
     tail = MetricsTail(Path(run.run_dir) / METRICS_FILE, offset=run.metrics_offset)

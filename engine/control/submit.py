@@ -16,11 +16,16 @@ from typing import Any
 
 from engine.control.config import config_diff, default_run_name, resolve_config, validate_config
 from engine.control.datasets import check_dataset_available
-from engine.control.errors import ConfigError
+from engine.control.errors import ConfigError, SubmitError
+from engine.control.eval_baseline import resolve_eval_baseline
+from engine.control.fork_epochs import fork_epochs_error
 from engine.control.gitinfo import source_commit
+from engine.control.gpu_packing import check_gpu_mem, learned_gpu_mem_gb
+from engine.control.inception_enqueue import resolve_inception
 from engine.control.launcher import ensure_supervisor, worker_env
 from engine.control.paths import CONFIG_FILE, create_run_dir, ensure_home, fsync_dir, run_dir_for
 from engine.control.procs import signal_verified
+from engine.control.resource_use import run_resources
 from engine.control.run_dir import read_run_config, write_run_config
 from engine.control.runs_root import ensure_run_folder, runs_root
 from engine.control.supervisor_lock import lock_is_held
@@ -70,6 +75,10 @@ def create_run(home: Path, cfg: dict[str, Any], *, tags: list[str] | tuple[str, 
         managed_by = "slurm"
     cfg = validate_config(cfg)
     check_dataset_available(cfg)  # before any row or folder exists
+    if backend == "local":
+        check_gpu_mem(cfg)  # more GPU memory than any GPU here holds (when NVML knows)
+    cfg = resolve_eval_baseline(home, cfg)  # the baseline run's checkpoint, for a worker without the store
+    cfg = resolve_inception(home, cfg)  # the Inception weights' path (settings), for the same worker
     ensure_home(home)
     name = cfg["name"] or default_run_name(cfg)
     return store_runs.create_run(
@@ -97,10 +106,6 @@ def enqueue(home: Path, cfg: dict[str, Any], *, tags: list[str] | tuple[str, ...
 DEFAULT_CANCEL_GRACE_S = 30.0
 # Fields whose change alters the models' shapes: a fork cannot load its parent's weights under them.
 SHAPE_FIELDS = ("width", "n_z")
-
-
-class SubmitError(ValueError):
-    """A refused resume, fork or cancel; the message is one line naming the reason."""
 
 
 def cancel_grace_s(settings: dict[str, Any]) -> float:
@@ -212,6 +217,10 @@ def fork_run(home: Path, run_ref: str | int, *, overrides: dict[str, Any] | None
         chosen = checkpoint_choice(checkpoint, epoch, default="last")
     base = {k: v for k, v in parent.config.items() if k not in ("recipe", "config_version")}
     base.update(overrides or {})
+    used = run_resources(parent.last_metrics)
+    learned = learned_gpu_mem_gb(used.get("peak_gpu_mem_mb"), used.get("gpu_mem_total_mb"))
+    if learned is not None and "gpu_mem" not in (overrides or {}):  # a --set gpu_mem=... still wins
+        base["gpu_mem"] = learned  # the parent's measured peak plus a margin (engine/control/gpu_packing.py)
     base["name"] = name if name is not None else _fork_name(parent.name)
     cfg = resolve_config(parent.config["recipe"], base, list(assignments))  # bad --set values first
     shape = [k for k in SHAPE_FIELDS if k in config_diff(parent.config, cfg)]
@@ -228,9 +237,9 @@ def fork_run(home: Path, run_ref: str | int, *, overrides: dict[str, Any] | None
             raise SubmitError(f"run {parent.id}: metrics.jsonl does not say which epoch checkpoints/best.pt is "
                               f"from; fork --checkpoint last or epoch:N instead")
         parent_epoch = parent.epoch  # last.pt and final.pt hold the run's latest epoch
-    if cfg["epochs"] <= parent_epoch:
-        raise SubmitError(f"the fork starts after epoch {parent_epoch}; set epochs above it "
-                          f"(--set epochs={parent_epoch + 10})")
+    refused = fork_epochs_error(cfg["epochs"], parent_epoch)
+    if refused is not None:
+        raise refused
 
     # Copy before the row's write transaction (a checkpoint can be large), move it in inside it.
     staged = _stage_copy(source, home)

@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.control.config import RECIPES
 from engine.control.follow import log_tail, outcome
+from engine.control.inception_enqueue import inception_fields
 from engine.control.launcher import ensure_supervisor
 from engine.control.paths import LOG_FILE, METRICS_FILE, PathError
 from engine.control.records import ARTIFACT, END, PROGRESS, RESULT, START, read_all
@@ -118,7 +119,8 @@ def submit_viz(home: Path, run_id: int, kind: str, *, epoch: int | None = None, 
     elif baseline_id is not None:
         raise SubmitError(f"{kind} takes no --baseline")
     job_obj = make_job(kind, params, Path(run.run_dir or ""), checkpoint,
-                       baseline_run_dir=Path(base.run_dir) if base and base.run_dir else None)
+                       baseline_run_dir=Path(base.run_dir) if base and base.run_dir else None,
+                       **inception_fields(home))  # the worker cannot read the settings
 
     def prepare(view: VizJobView) -> str:
         path = create_job_dir(Path(run.run_dir or ""), view.id, kind)

@@ -106,7 +106,8 @@ N_PER_CLASS = Field("n_per_class", "int", 100, "quality", "generated images per 
                     min=1, max=100000)
 SEED = Field("seed", "int", 0, "quality", "seed of the generator's noise", min=0, max=2**31 - 1)
 FID = Field("fid", "bool", True, "quality",
-            "also FID and IS when torch-fidelity and its Inception weights are present locally")
+            "also FID, KID and IS (torch-fidelity) with the Inception weights of `ganmgr settings "
+            "--inception-weights` or torch hub's cache; never downloaded")
 FEATURE_LAYERS_FIELD = Field("feature_layers", "ints", [4, 8], "report",
                              "layers of the max-feature grids in the report (course: at least two)",
                              check=_check_layers)
@@ -152,7 +153,7 @@ VIZ_KINDS: dict[str, VizKind] = {
                 (), needs_checkpoint=False, needs_generator=False, needs_baseline=False,
                 outputs=("losses.png", "generator.png", "accuracy.png")),
         VizKind("quality", "a baseline classifier's accuracy on generated images and the Frechet distance "
-                           "of its features (FID/IS with local Inception weights)",
+                           "of its features (FID/KID/IS with local Inception weights)",
                 (N_PER_CLASS, SEED, FID, DEVICE, THREADS), needs_checkpoint=True, needs_generator=True,
                 needs_baseline=True, outputs=("samples.png", "class_accuracy.png")),
         VizKind("report", "one self-contained HTML page with everything the course asks to turn in",
@@ -367,13 +368,16 @@ def _check_run_dir(value: Any, key: str) -> str:
 
 def make_job(kind: str, params: Mapping[str, Any], run_dir: Path | str, checkpoint: str = FINAL_CHECKPOINT,
              baseline_run_dir: Path | str | None = None,
-             baseline_checkpoint: str | None = None) -> dict[str, Any]:
-    """A validated job.json object; paths are made absolute, the baseline's checkpoint defaults to final."""
+             baseline_checkpoint: str | None = None, inception_weights: str | None = None,
+             inception_uncalibrated: bool = False) -> dict[str, Any]:
+    """A validated job.json object; paths are made absolute, the baseline's checkpoint defaults to final.
+    `inception_*`: the weights FID/KID/IS use, resolved at submit (engine.control.inception_enqueue)."""
     obj = {
         "kind": kind, "params": dict(params), "run_dir": str(Path(run_dir).resolve()), "checkpoint": checkpoint,
         "baseline_run_dir": None if baseline_run_dir is None else str(Path(baseline_run_dir).resolve()),
         "baseline_checkpoint": baseline_checkpoint if baseline_run_dir is None or baseline_checkpoint
         else FINAL_CHECKPOINT,
+        "inception_weights": inception_weights, "inception_uncalibrated": bool(inception_uncalibrated),
     }
     return validate_job(obj)
 
@@ -382,7 +386,8 @@ def validate_job(obj: Any) -> dict[str, Any]:
     """Check a job.json object: known kind, valid params, absolute run folders, checkpoint names."""
     if not isinstance(obj, Mapping):
         raise VizSpecError("job.json must hold a JSON object")
-    allowed = {"kind", "params", "run_dir", "checkpoint", "baseline_run_dir", "baseline_checkpoint"}
+    allowed = {"kind", "params", "run_dir", "checkpoint", "baseline_run_dir", "baseline_checkpoint",
+               "inception_weights", "inception_uncalibrated"}
     extra = sorted(set(obj) - allowed)
     if extra:
         raise VizSpecError(f"job.json has an unknown key {extra[0]!r}; keys: {', '.join(sorted(allowed))}")
@@ -403,6 +408,13 @@ def validate_job(obj: Any) -> dict[str, Any]:
         out["baseline_run_dir"] = _check_run_dir(base, "baseline_run_dir")
         out["baseline_checkpoint"] = _check_checkpoint(obj.get("baseline_checkpoint") or FINAL_CHECKPOINT,
                                                        "baseline_checkpoint")
+    weights = obj.get("inception_weights")  # absent in older job.json files: FID/KID/IS off
+    if weights is not None and (not isinstance(weights, str) or not weights.startswith("/") or "\x00" in weights):
+        raise VizSpecError(f"inception_weights must be an absolute file path or null, not {weights!r}")
+    if not isinstance(obj.get("inception_uncalibrated", False), bool):
+        raise VizSpecError("inception_uncalibrated must be true or false")
+    out["inception_weights"] = weights
+    out["inception_uncalibrated"] = bool(obj.get("inception_uncalibrated", False)) and weights is not None
     return out
 
 

@@ -4,6 +4,13 @@ Every tick it adopts live workers a dead supervisor left behind, follows each wo
 its row, enforces cancels, reaps workers and writes their terminal status (`follow.outcome`: the worker's
 own `end` record wins), then claims queued runs while slots (`max_concurrent`) are free and starts each on
 the least busy GPU of the `gpus` setting.
+
+A run that asks for GPU memory (`gpu_mem`, or learned: a resumed run's own measured peak plus a margin) is
+packed instead: before it is claimed, NVML says how much memory each GPU has free now and
+`engine.control.gpu_packing.place` picks the GPU (several such runs share one when they fit) or gives the
+reason it waits, which the row shows ("waiting: GPU 0 has 3.1 GB free, run needs 6 GB"). The queue keeps its
+order: while the head waits, the runs behind it wait too. Without NVML a request is ignored (said once in the
+supervisor's log) and the run gets a GPU as any other.
 """
 
 from __future__ import annotations
@@ -13,12 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.control import nvml
+from engine.control.eval_summary import run_quality
 from engine.control.follow import ProgressFold, outcome
+from engine.control.gpu_packing import Decision, GpuFree, Placed, learned_gpu_mem_gb, place, request_mb
 from engine.control.launcher import spawn_worker
 from engine.control.paths import LOG_FILE, METRICS_FILE, PathError
 from engine.control.procs import is_alive, process_start_token
 from engine.control.reconcile import is_supervisor_work
 from engine.control.records import MetricsTail, line_end_offset
+from engine.control.resource_use import ResourceUse, run_resources
 from engine.control.runs_root import ensure_run_folder
 from engine.daemon.log import log
 from engine.daemon.processes import CPU_NICE, ProcessJobs, Watched, cuda_present, log_header
@@ -45,6 +56,7 @@ class Worker(Watched):
     started_at: float | None
     gpu: str | None = None
     stall: StallWatch | None = None  # the `stalled` flag (engine/daemon/stall.py)
+    request_mb: float | None = None  # the GPU memory it was packed by (None: a whole GPU, or none)
 
 
 def trains_on_cpu(cfg: dict[str, Any], gpus: list[int]) -> bool:
@@ -62,6 +74,9 @@ class RunJobs(ProcessJobs[Worker]):
     def __init__(self, home: Path, host: str):
         super().__init__(home, host)
         self._rr = 0  # round-robin position in the gpus setting
+        self._waits: dict[int, str] = {}  # run id -> the wait reason its row shows
+        self._nvml_said = False
+        self.nvml_lib: Any = None  # NVML's module (pynvml); a test's double where NVML cannot run
 
     def has_work(self) -> bool:
         return any(is_supervisor_work(r, self.host)
@@ -86,8 +101,9 @@ class RunJobs(ProcessJobs[Worker]):
             w = self.watch(Worker(
                 key=run.id, label=f"run {run.id}", pid=run.pid, token=run.pid_start, folder=run_dir, proc=None,
                 tail=MetricsTail(run_dir / METRICS_FILE, offset=run.metrics_offset),
-                fold=ProgressFold(since=run.started_at), started_at=run.started_at, gpu=run.gpu,
-                cancel_requested=run.cancel_requested, stall=StallWatch.for_config(run.config)))
+                fold=resumed_fold(run), started_at=run.started_at, gpu=run.gpu,
+                cancel_requested=run.cancel_requested, stall=StallWatch.for_config(run.config),
+                request_mb=gpu_request_mb(run)))
             if run.cancel_requested:
                 # asked while no supervisor watched: the asker sent SIGTERM (see submit.cancel_run); keep
                 # the grace from now rather than sending a second one
@@ -99,11 +115,53 @@ class RunJobs(ProcessJobs[Worker]):
     def start_queued(self, settings: dict[str, Any]) -> None:
         slots = int(settings.get("max_concurrent") or 1)
         gpus = [int(g) for g in settings.get("gpus") or []]
-        while True:
-            run = store_runs.claim_next(self.home, host=self.host, slots=slots)
-            if run is None:
+        while len(self.watched) < slots:
+            head = next((r for r in store_runs.queued_in_order(self.home) if r.managed_by == "supervisor"), None)
+            if head is None:
                 return
-            self.spawn(run, gpus)
+            decision = self.placement(head, gpus)
+            if decision is not None and decision.gpu is None:
+                self.show_wait(head, decision.why)
+                return  # the queue keeps its order: the runs behind the head wait with it
+            run = store_runs.claim_next(self.home, host=self.host, slots=slots, only=head.id)
+            if run is None:
+                return  # the slots are full, or the queue changed meanwhile: the next tick decides again
+            self._waits.pop(run.id, None)
+            self.spawn(run, gpus, packed=decision.gpu if decision is not None else None)
+
+    # --- packing by GPU memory ------------------------------------------------------------------------
+    def placement(self, run: RunView, gpus: list[int]) -> Decision | None:
+        """Where a run that asks for GPU memory starts now (or why it waits); None: not packed (no request,
+        a CPU run or a pinned device, or no NVML here)."""
+        need = gpu_request_mb(run)
+        device = str(run.config.get("device", "auto"))
+        if need is None or device == "cpu" or device.startswith("cuda:"):
+            return None
+        try:
+            infos = nvml.read_gpus(lib=self.nvml_lib, processes=True)
+        except nvml.NvmlUnavailable as e:
+            if not self._nvml_said:
+                self._nvml_said = True
+                log(f"run {run.id}: gpu_mem is not used for placement here ({e}); whole-GPU assignment")
+            return None
+        if trains_on_cpu(run.config, gpus) and not infos:
+            return None
+        free = [GpuFree(i.index, i.mem_free_mb, i.mem_total_mb) for i in infos if not gpus or i.index in gpus]
+        used = {p.pid: p.used_mb for i in infos for p in i.processes if p.used_mb is not None}
+        placed = [Placed(int(w.gpu), w.request_mb, used.get(w.pid)) for w in self.watched.values()
+                  if w.gpu is not None and w.gpu.isdigit()]
+        return place(need, free, placed)
+
+    def show_wait(self, run: RunView, why: str) -> None:
+        """The wait reason on the row (written when it changes) and in the supervisor's log."""
+        if self._waits.get(run.id) == why:
+            return
+        self._waits[run.id] = why
+        log(f"run {run.id}: {why}")
+        try:
+            store_runs.set_wait_reason(self.home, run.id, why)
+        except StoreError as e:
+            log(f"run {run.id}: could not record the wait reason: {e}")
 
     def pick_gpu(self, cfg: dict[str, Any], gpus: list[int]) -> tuple[str | None, dict[str, str]]:
         """The GPU for a new worker and its environment: the least busy of `gpus`, ties in rotation.
@@ -125,7 +183,7 @@ class RunJobs(ProcessJobs[Worker]):
         self._rr = (gpus.index(g) + 1) % n
         return str(g), {"CUDA_VISIBLE_DEVICES": str(g)}
 
-    def spawn(self, run: RunView, gpus: list[int]) -> None:
+    def spawn(self, run: RunView, gpus: list[int], packed: int | None = None) -> None:
         if not run.run_dir:
             fail_unstarted(self.home, run.id, "the run has no folder")
             return
@@ -134,7 +192,10 @@ class RunJobs(ProcessJobs[Worker]):
         except (PathError, OSError) as e:
             fail_unstarted(self.home, run.id, f"its folder cannot be used: {e}")
             return
-        gpu, env = self.pick_gpu(run.config, gpus)
+        if packed is not None:  # by UUID: CUDA's and NVML's index orders can differ
+            gpu, env = str(packed), {"CUDA_VISIBLE_DEVICES": gpu_uuid(packed, self.nvml_lib) or str(packed)}
+        else:
+            gpu, env = self.pick_gpu(run.config, gpus)
         nice = CPU_NICE if trains_on_cpu(run.config, gpus) else 0
         metrics = run_dir / METRICS_FILE
         offset = line_end_offset(metrics)
@@ -148,8 +209,9 @@ class RunJobs(ProcessJobs[Worker]):
         token = process_start_token(proc.pid)
         w = self.watch(Worker(key=run.id, label=f"run {run.id}", pid=proc.pid, token=token, folder=run_dir,
                               proc=proc, tail=MetricsTail(metrics, offset=offset),
-                              fold=ProgressFold(since=run.started_at), started_at=run.started_at, gpu=gpu,
-                              stall=StallWatch.for_config(run.config)))
+                              fold=resumed_fold(run), started_at=run.started_at, gpu=gpu,
+                              stall=StallWatch.for_config(run.config),
+                              request_mb=gpu_request_mb(run) if packed is not None else None))
         try:
             store_runs.mark_started(self.home, run.id, pid=proc.pid, pid_start=token or "?", gpu=gpu,
                                     host=self.host)
@@ -186,3 +248,29 @@ class RunJobs(ProcessJobs[Worker]):
             if w.fold.dirty:
                 self.flush(w)
         super().stop_tracking()
+
+
+def gpu_request_mb(run: RunView) -> float | None:
+    """The GPU memory a run asks for: its config's `gpu_mem`, else (a resumed run) the peak its earlier
+    attempts measured plus a margin; None: the whole-GPU default."""
+    asked = request_mb(run.config.get("gpu_mem"))
+    if asked is not None:
+        return asked
+    used = run_resources(run.last_metrics)
+    learned = learned_gpu_mem_gb(used.get("peak_gpu_mem_mb"), used.get("gpu_mem_total_mb"))
+    return request_mb(learned)
+
+
+def resumed_fold(run: RunView) -> ProgressFold:
+    """The fold of a new attempt: its resources summary continues the row's (a finished run keeps its peak)."""
+    fold = ProgressFold(since=run.started_at)
+    fold.resources = ResourceUse.from_dict(run_resources(run.last_metrics))
+    fold.quality = run_quality(run.last_metrics)  # the best eval values over every attempt
+    return fold
+
+
+def gpu_uuid(index: int, lib: Any = None) -> str | None:
+    try:
+        return nvml.read_gpu(index, lib).uuid
+    except nvml.NvmlUnavailable:
+        return None

@@ -9,7 +9,6 @@ process left in their group. `ProcessJobs` is that life cycle; `RunJobs` (local_
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+from engine.control.machine import cuda_present as cuda_probe
 from engine.control.paths import open_log
 from engine.control.procs import is_alive, kill_leftovers, signal_verified
 from engine.control.records import MetricsTail
@@ -179,11 +179,7 @@ def cuda_present() -> bool:
     `nvidia-smi` on PATH counts as a GPU. Used only to pick a CPU process's niceness, so a wrong guess
     costs scheduling priority, never correctness (the process resolves its device itself).
     """
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and visible.strip() in ("", "-1"):
-        return False
-    gpus = Path("/proc/driver/nvidia/gpus")
-    return (gpus.is_dir() and any(gpus.iterdir())) or shutil.which("nvidia-smi") is not None
+    return cuda_probe()
 
 
 def log_header(folder: Path, text: str) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.control.errors import BackendError
+from engine.control.eval_summary import run_quality
 from engine.control.follow import ProgressFold, log_tail, outcome
 from engine.control.paths import LOG_FILE, METRICS_FILE, PathError
 from engine.control.records import MetricsTail, attempt_end, line_end_offset
@@ -156,7 +157,8 @@ class SlurmJobs:
         run_dir = Path(run.run_dir or "")
         return ClusterRun(run_id=run.id, run_dir=run_dir, job_id=job_id, raw_id=raw_id,
                           tail=MetricsTail(run_dir / METRICS_FILE, offset=offset),
-                          fold=ProgressFold(since=since), cluster_state=run.cluster_state,
+                          fold=ProgressFold(since=since, quality=run_quality(run.last_metrics)),
+                          cluster_state=run.cluster_state,
                           cluster_reason=run.cluster_reason)
 
     def _folder(self, run: RunView) -> Path | None:

@@ -1,7 +1,7 @@
 """One chart: a legend line and a plotext plot with its own plotext instance (`PlotextPlot.plt`).
 
 The owner decides when to draw (throttled, and skipped while its screen is hidden); `draw()` hands
-plotext at most two points per terminal column, whatever the series hold. The legend is a separate
+plotext at most four points per terminal column, whatever the series hold. The legend is a separate
 wrapping line rather than plotext's own, which disappears when a small terminal leaves the plot too few
 rows for it.
 """
@@ -19,6 +19,9 @@ from textual_plotext import PlotextPlot
 from tui.charts.series import Series, drawable
 from tui.present import pack_items
 
+# Points handed to plotext per terminal column at most (decimated, each bucket's low and high kept): a line
+# is drawn with the "hd" marker (2 dots across a cell), so 4 per column draw every spike at next to no cost.
+DRAW_POINTS_PER_COLUMN = 4
 # Line colours by series position (hex for Rich, RGB for plotext), readable on dark and light themes.
 PALETTE: tuple[str, ...] = ("#4fc3f7", "#ffa726", "#9ccc65", "#ec6fcf", "#fff176", "#7986cb", "#ef5350",
                             "#bdbdbd")
@@ -75,7 +78,7 @@ class MetricChart(Vertical):
         total = 0
         drawn: list[str] = []
         for i, name in enumerate(names):
-            xs, ys = drawable(series[name], 2 * width, smooth)
+            xs, ys = drawable(series[name], DRAW_POINTS_PER_COLUMN * width, smooth)
             if not xs:
                 continue
             color = (colors or {}).get(name) or PALETTE[i % len(PALETTE)]
@@ -85,7 +88,7 @@ class MetricChart(Vertical):
                 plt.plot(xs, ys, color=_rgb(color), marker="hd")
             total += len(xs)
             drawn.append(name)
-            legend.append((name, color, series[name].ys[-1]))
+            legend.append((name, color, series[name].last_y))
         self.query_one(".chart-legend", Static).update(self._legend(legend))
         self.drawn_points = total
         self.lines = drawn

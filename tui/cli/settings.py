@@ -14,16 +14,14 @@ from typing import Any
 
 from store import settings as store_settings
 from store.checks import (
-    BACKENDS,
     DEFAULT_NOTIFY_ON,
-    NOTIFY_EVENTS,
     NOTIFY_SHORT_RUN_S,
     check_notify_on,
     check_setting,
     redact_url,
 )
 from store.db import db_path
-from tui.cli.args import EXIT_OK, CliError, _float, _int, gpu_list, grace_seconds, max_concurrent, shown
+from tui.cli.args import EXIT_OK, CliError, shown
 
 
 def cmd_settings(args: argparse.Namespace, home: Path) -> int:
@@ -49,6 +47,10 @@ def cmd_settings(args: argparse.Namespace, home: Path) -> int:
     if args.notify_on is not None:
         changes["notify_on"] = (None if args.notify_on.strip().lower() == "default"
                                 else check_notify_on(args.notify_on, "--notify-on"))
+    if args.inception_weights is not None:
+        changes.update(_inception_setting(args.inception_weights, args.allow_uncalibrated))
+    elif args.allow_uncalibrated:
+        raise CliError("--allow-uncalibrated goes with --inception-weights PATH (the file it accepts)")
     for key, value in changes.items():  # every value checked before the first is written
         check_setting(key, value)
     had_urls = bool(db_path(home).exists() and store_settings.get_settings(home).get("notify_urls"))
@@ -88,6 +90,7 @@ def cmd_settings(args: argparse.Namespace, home: Path) -> int:
     print(f"notify_on       {_notify_on_text(check_notify_on(settings.get('notify_on')))}")
     if "notify_timeout_s" in settings:
         print(f"notify_timeout_s {settings['notify_timeout_s']:<5g}  seconds a notification may take")
+    print(f"inception       {inception_line(settings)}")
     if changes:
         from engine.control.launcher import ensure_supervisor
         from engine.control.reconcile import supervisor_work_pending
@@ -95,6 +98,39 @@ def cmd_settings(args: argparse.Namespace, home: Path) -> int:
         if supervisor_work_pending(home):
             ensure_supervisor(home)  # a raised max_concurrent takes effect on its next tick
     return EXIT_OK
+
+
+def _inception_setting(text: str, allow_uncalibrated: bool) -> dict[str, Any]:
+    """`--inception-weights PATH` ('default': torch hub's cache): the file is checked once, here (size,
+    sha256, then loaded weights-only into torch-fidelity's network in a child process: the CLI never imports
+    torch), so a run never meets an unusable file it was promised."""
+    from engine.control.inception_enqueue import check_loadable
+    from engine.control.inception_weights import SETTING_ALLOW, SETTING_PATH, weights_status
+
+    if text.strip().lower() == "default":
+        if allow_uncalibrated:
+            raise CliError("--allow-uncalibrated needs the file it accepts: --inception-weights PATH")
+        return {SETTING_PATH: None, SETTING_ALLOW: False}
+    if not text.strip() or "\x00" in text:
+        raise CliError("--inception-weights needs a file path")
+    path = Path(os.path.expanduser(text)).absolute()
+    resolved, _, problem = weights_status(str(path), allow_uncalibrated)
+    if problem or resolved is None:
+        raise CliError(problem or f"Inception weights {path}: not usable")
+    problem = check_loadable(Path(resolved))
+    if problem:
+        raise CliError(problem)
+    return {SETTING_PATH: resolved, SETTING_ALLOW: bool(allow_uncalibrated)}
+
+
+def inception_line(settings: dict[str, Any]) -> str:
+    """Which Inception weights FID/KID/IS use here, or why they are off (size and hash: no torch)."""
+    from engine.control.inception_weights import SETTING_ALLOW, SETTING_PATH, weights_status
+
+    path, uncalibrated, problem = weights_status(settings.get(SETTING_PATH), bool(settings.get(SETTING_ALLOW)))
+    if problem:
+        return f"none    FID/KID/IS off: {problem} (`ganmgr doctor` says how to fix it)"
+    return f"{path}{' (uncalibrated: numbers not comparable)' if uncalibrated else ''}    FID/KID/IS weights"
 
 
 def _notify_urls(values: list[str]) -> list[str]:
@@ -169,30 +205,3 @@ def _slurm_defaults(home: Path, items: list[str]) -> dict[str, Any]:
     return {k: list(v) if k == "extra" else v for k, v in asdict(opts).items() if k in current}
 
 
-def add_parsers(sub: Any) -> None:
-    """`settings`."""
-    settings = sub.add_parser("settings", help="show or change the store's queue settings")
-    settings.add_argument("--max-concurrent", type=max_concurrent, metavar="N", help="runs at once")
-    settings.add_argument("--gpus", type=gpu_list, metavar="0,1,...", help="GPUs to hand out ('none': no assignment)")
-    settings.add_argument("--cancel-grace", type=grace_seconds, metavar="S", help="seconds from SIGTERM to SIGKILL")
-    settings.add_argument("--viz-max-concurrent", type=max_concurrent, metavar="N",
-                          help="visualization jobs at once (their own slots; default 1)")
-    settings.add_argument("--backend", choices=BACKENDS, help="where new runs run unless `run --backend` says")
-    settings.add_argument("--max-segments", type=_int, metavar="N",
-                          help="slurm: jobs a run may span across wall-time limits (default 20)")
-    settings.add_argument("--slurm-poll", type=_float, metavar="S", help="slurm: seconds between squeue polls")
-    settings.add_argument("--slurm-default", dest="slurm_defaults", action="append", default=[],
-                          metavar="KEY=VALUE", help="slurm: a default option for new runs (partition=gpu, "
-                          "time=04:00:00...; KEY= removes it; repeatable)")
-    settings.add_argument("--runs-root", metavar="DIR", help="where new run folders go, e.g. a shared "
-                          "filesystem the Slurm nodes see ('home': back to the store's folder)")
-    settings.add_argument("--notify", action="append", metavar="URL",
-                          help="an apprise URL told when a run ends or a health rule fires (ntfy://host/topic, "
-                          "json://host/path, mailto://..., tgram://...); repeat for several; replaces the list; "
-                          "'none' clears it. Shown redacted")
-    settings.add_argument("--notify-on", metavar="LIST",
-                          help=f"events to notify, comma-separated: {','.join(NOTIFY_EVENTS)}; 'default': all "
-                          f"but cancelled, and completed only for runs of {NOTIFY_SHORT_RUN_S / 60:g} min or more")
-    settings.add_argument("--notify-timeout", type=_float, metavar="S",
-                          help="seconds a notification may take before it is given up (1-600, default 10)")
-    settings.add_argument("--json", action="store_true", help="as JSON")

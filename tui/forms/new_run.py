@@ -19,10 +19,13 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Select, Static
 
 from engine.control.config import RECIPES
-from engine.control.errors import ConfigError
+from engine.control.errors import ConfigError, SubmitError
+from engine.control.fork_epochs import fork_default_epochs
+from engine.control.machine import cuda_present
 from store.errors import StoreError
 from store.views import RunView
 from tui.forms.base import FormScreen
+from tui.forms.estimate_line import estimate_line
 from tui.forms.run_form import (
     BACKENDS,
     CONFIG_INPUTS,
@@ -66,6 +69,8 @@ class NewRunScreen(FormScreen[RunView | None]):
         self.backend = "local"
         self.slurm_defaults: dict = {}
         self.max_segments_setting: object = None
+        self.cuda = True  # until on_mount probes (engine.control.machine)
+        self.measured: list = []  # this machine's finished runs' rates (engine.control.estimate)
 
     @property
     def fork(self) -> bool:
@@ -76,6 +81,7 @@ class NewRunScreen(FormScreen[RunView | None]):
             values = text_values(self.parent_run.config)
             values["tags"] = ",".join(self.parent_run.tags)
             values["name"] = ""
+            values["epochs"] = str(fork_default_epochs(self.parent_run))  # a finished run's fork continues it
             return values
         return text_values(RECIPES[self.recipe].default_config())
 
@@ -112,6 +118,7 @@ class NewRunScreen(FormScreen[RunView | None]):
                 yield Select([(name, name) for name in RECIPES], value=self.recipe, allow_blank=False,
                              id="in-recipe", compact=True, disabled=self.fork)
             yield Static(RECIPES[self.recipe].summary, id="recipe-summary", classes="form-help")
+            yield Static("", id="run-estimate", classes="form-help")
             inputs = list(CONFIG_INPUTS) + (list(FORK_INPUTS) if self.fork else []) + list(META_INPUTS)
             for key, label, placeholder in inputs:
                 with Horizontal(classes="form-row"):
@@ -149,6 +156,9 @@ class NewRunScreen(FormScreen[RunView | None]):
                 yield Static("", id=f"err-{key}", classes="field-error")
 
     def on_mount(self) -> None:
+        self.cuda = cuda_present()
+        if not self.cuda:
+            self._read_measurements()
         if not self.fork:
             self.query_one("#slurm-fields").display = self.backend == "slurm"
         self.query_one("#in-epochs" if self.fork else "#in-recipe").focus()
@@ -161,8 +171,42 @@ class NewRunScreen(FormScreen[RunView | None]):
 
     def check(self) -> FormCheck:
         base = self.parent_run.config if self.parent_run is not None else None
+        start = self.parent_run.epoch if self.parent_run is not None else None
         return check_form(self.recipe, self.values(), base=base, fork=self.fork, backend=self.backend,
-                          slurm_defaults=self.slurm_defaults)
+                          slurm_defaults=self.slurm_defaults, fork_start=start)
+
+    def validate(self) -> FormCheck:
+        check = super().validate()
+        self._show_estimate(check)
+        return check
+
+    # -- the CPU warning and the duration estimate --------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="measured", exit_on_error=False, name="measured rates")
+    def _read_measurements(self) -> None:
+        from engine.control.estimate import measurements
+
+        found = measurements(self.home)
+        self.app.call_from_thread(self._measured, found)
+
+    def _measured(self, found: list) -> None:
+        if not self.is_attached:  # the form was left before the store answered
+            return
+        self.measured = found
+        self._show_estimate(self.check())
+
+    def _show_estimate(self, check: FormCheck) -> None:
+        """No CUDA here and the run stays here: say so, and how long it would take (tui.forms.estimate_line)."""
+        line = self.query_one("#run-estimate", Static)
+        if self.cuda or self.backend == "slurm":
+            line.display = False
+            return
+        start = self.parent_run.epoch if self.parent_run is not None else 0
+        if check.request is not None and check.request.fork_epoch is not None:
+            start = check.request.fork_epoch
+        cfg = check.request.cfg if check.request is not None else None
+        line.update(estimate_line(cfg, self.measured, start))
+        line.display = True
 
     def show_errors(self, errors: dict[str, str]) -> None:
         for err in self.query(".field-error").results(Static):
@@ -232,6 +276,9 @@ class NewRunScreen(FormScreen[RunView | None]):
                                max_segments=req.max_segments)
         except ConfigError as e:
             self.post_message(self.SubmitFailed(error_field(str(e)), str(e)))
+            return
+        except SubmitError as e:  # a fork's refusal that names its field lands under it, in the form's words
+            self.post_message(self.SubmitFailed(e.field or GENERAL, e.form_message))
             return
         except (StoreError, ValueError, OSError) as e:
             self.post_message(self.SubmitFailed(GENERAL, str(e)))

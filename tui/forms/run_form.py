@@ -14,6 +14,7 @@ from typing import Any
 
 from engine.control.config import RECIPES, parse_assignments, parse_value, resolve_config
 from engine.control.errors import BackendError, ConfigError
+from engine.control.fork_epochs import fork_epochs_error
 from engine.control.slurm_options import options_from_flags
 from store.checks import BACKENDS, normalize_tags
 from store.errors import StoreError
@@ -165,12 +166,14 @@ def _text(v: Any) -> str:
 
 def check_form(recipe: str, values: Mapping[str, str], *, base: Mapping[str, Any] | None = None,
                fork: bool = False, backend: str = "local",
-               slurm_defaults: Mapping[str, Any] | None = None) -> FormCheck:
+               slurm_defaults: Mapping[str, Any] | None = None, fork_start: int | None = None) -> FormCheck:
     """Parse and validate every input; errors keyed by input (GENERAL for the rest).
 
     `base` is the parent's config when forking: fields the form does not show keep the parent's values.
     `backend` is where the run goes; for slurm the Slurm inputs are checked as `ganmgr run` checks its flags
-    (`slurm_defaults`: the store's `slurm_options`, see check_backend).
+    (`slurm_defaults`: the store's `slurm_options`, see check_backend). `fork_start`: the epoch a fork's
+    latest checkpoint holds (the parent's epoch); its `epochs` must lie above the epoch the fork starts
+    after (engine.control.submit.fork_epochs_error, the rule `ganmgr fork` applies), said in the form's words.
     """
     errors: dict[str, str] = {}
     spec = RECIPES.get(recipe)
@@ -223,6 +226,11 @@ def check_form(recipe: str, values: Mapping[str, str], *, base: Mapping[str, Any
         except ConfigError as e:
             if error_field(str(e)) == key:
                 errors[key] = str(e)
+    start = fork_epoch if fork_epoch is not None else fork_start
+    if fork and start is not None and isinstance(typed.get("epochs"), int) and "epochs" not in errors:
+        refused = fork_epochs_error(typed["epochs"], start)
+        if refused is not None:
+            errors["epochs"] = refused.form_message
     if errors:
         return FormCheck(None, errors)
 

@@ -1,10 +1,13 @@
 """Compare (`c` on marked runs): one metric of every marked run on one chart, and the config keys on
-which they differ. `m`/`M` step through the metrics the runs have; `e` and `s` as on the run screen."""
+which they differ. `m`/`M` step through the metrics the runs have; `e` and `s` as on the run screen.
+
+A thread worker reads each run's metrics.jsonl slice by slice into bounded series of every metric on both
+axes (`tui.charts.series.CompareSeries`): no record is kept, and a key only picks series already built
+(issue 16: a million-line run took 1.5 GB and 5 s per key when every record was kept and rescanned)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -13,13 +16,14 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from engine.control.records import read_all
+from engine.control.records import MetricsTail
 from store.views import RunView
 from tui.charts.compare_data import default_metric, differing_keys
 from tui.charts.metric_chart import PALETTE, MetricChart
-from tui.charts.series import AXES, Series, metric_names, metric_series
+from tui.charts.series import AXES, CompareSeries, Series
 from tui.present import one_line
 from tui.screens.base import GanmgrScreen
+from tui.screens.samples import MAX_RUNS, SamplesScreen
 from tui.widgets.key_bar import KeyBar
 
 
@@ -30,19 +34,21 @@ class CompareScreen(GanmgrScreen[None]):
         Binding("M", "metric(-1)", "Prev metric", id="compare-metric-prev"),
         Binding("e", "toggle_axis", "Step/epoch", id="compare-axis"),
         Binding("s", "toggle_smooth", "Smooth", id="compare-smooth"),
+        Binding("i", "samples", "Samples", id="compare-samples",
+                tooltip="the first two runs' sample grids side by side at the same epoch"),
         Binding("question_mark", "app.help", "Help", id="compare-help"),
         Binding("q", "app.quit", "Quit", id="compare-quit"),
     ]
 
     class Loaded(Message):
-        def __init__(self, records: dict[int, list[dict[str, Any]]]) -> None:
+        def __init__(self, data: dict[int, CompareSeries]) -> None:
             super().__init__()
-            self.records = records
+            self.data = data
 
     def __init__(self, runs: list[RunView]) -> None:
         super().__init__()
         self.runs = runs
-        self.records: dict[int, list[dict[str, Any]]] = {}
+        self.data: dict[int, CompareSeries] = {}
         self.metrics: list[str] = []
         self.metric: str | None = None
         self.axis = "epoch"
@@ -71,17 +77,25 @@ class CompareScreen(GanmgrScreen[None]):
 
     @work(thread=True, exclusive=True, group="compare-load", exit_on_error=False, name="load metrics")
     def load(self) -> None:
-        out: dict[int, list[dict[str, Any]]] = {}
+        out: dict[int, CompareSeries] = {}
         for r in self.runs:
-            out[r.id] = read_all(Path(r.run_dir) / "metrics.jsonl") if r.run_dir else []
+            out[r.id] = data = CompareSeries()
+            if r.run_dir:
+                tail = MetricsTail(Path(r.run_dir) / "metrics.jsonl")
+                while True:  # slice by slice: never the whole file's records at once
+                    before = tail.offset
+                    records = tail.read_new()
+                    data.add(records)
+                    if tail.offset == before:
+                        break
         self.post_message(self.Loaded(out))
 
     @on(Loaded)
     def _loaded(self, event: Loaded) -> None:
-        self.records = event.records
+        self.data = event.data
         seen: dict[str, None] = {}
-        for recs in self.records.values():
-            seen.update(dict.fromkeys(metric_names(recs)))
+        for data in self.data.values():
+            seen.update(dict.fromkeys(data.metric_names()))
         self.metrics = list(seen)
         self.metric = default_metric(self.metrics)
         self.draw()
@@ -91,7 +105,8 @@ class CompareScreen(GanmgrScreen[None]):
         if self.metric is None:
             return out
         for r in self.runs:
-            out[f"#{r.id} {r.name}"[:28]] = metric_series(self.records.get(r.id, []), self.metric, self.axis)
+            data = self.data.get(r.id)
+            out[f"#{r.id} {r.name}"[:28]] = data.series(self.metric, self.axis) if data else Series()
         return out
 
     def draw(self) -> None:
@@ -116,6 +131,11 @@ class CompareScreen(GanmgrScreen[None]):
     def action_toggle_smooth(self) -> None:
         self.smooth = not self.smooth
         self.draw()
+
+    def action_samples(self) -> None:
+        if len(self.runs) > MAX_RUNS:
+            self.notify(f"showing the first {MAX_RUNS} of the {len(self.runs)} runs side by side", timeout=4)
+        self.app.push_screen(SamplesScreen(self.runs[:MAX_RUNS]))
 
     def action_back(self) -> None:
         self.dismiss(None)

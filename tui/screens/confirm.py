@@ -26,9 +26,10 @@ class ConfirmModal(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self.question, classes="dialog-title")
+            # Plain text: a run name or a status in brackets is not Rich markup.
+            yield Static(self.question, classes="dialog-title", markup=False)
             if self.detail:
-                yield Static(self.detail, classes="dialog-body")
+                yield Static(self.detail, classes="dialog-body", markup=False)
             yield KeyBar()
 
     def action_answer(self, yes: bool) -> None:

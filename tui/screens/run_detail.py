@@ -35,9 +35,10 @@ from engine.control.config import RECIPES
 from engine.control.follow import ProgressFold
 from store.views import ArtifactView, RunEventView, RunView, VizJobView
 from tui.charts.metric_chart import PALETTE, MetricChart
+from tui.charts.quality_chart import QualityChart
 from tui.charts.series import AXES, TEST_ACC, TRAIN_ACC, RunCharts
 from tui.external import open_external, scp_line, viewer_argv
-from tui.follow import FollowUpdate, RunFollower
+from tui.follow import FollowUpdate, RunFollower, title_records
 from tui.forms.viz_form import viz_output_rel
 from tui.present import (
     PENDING_STYLE,
@@ -64,6 +65,7 @@ from tui.screens.run_actions import RunActions
 from tui.widgets.image_panel import ImagePanel
 from tui.widgets.key_bar import KeyBar
 from tui.widgets.quiet_static import QuietStatic
+from tui.widgets.resources_strip import ResourcesStrip
 
 POLL_S = 0.5  # folder poll period of the follower thread
 ROW_POLL_S = 1.0  # how often the run's row is re-read
@@ -133,6 +135,8 @@ class RunScreen(RunActions, GanmgrScreen[None]):
         self.smooth = False
         self._dirty = True
         self._pending: deque[FollowUpdate] = deque()
+        self._backlog = False  # the follower is reading a backlog (its last update hit its read limit)
+        self._backlog_gap, self._backlog_next = DRAW_S, 0.0
         self._stop = threading.Event()
         self._row_now = threading.Event()  # read the row (and jobs) at the next poll, not in 5 s
         self.artifacts: list[ArtifactView] = []
@@ -153,11 +157,13 @@ class RunScreen(RunActions, GanmgrScreen[None]):
 
     def compose(self) -> ComposeResult:
         yield QuietStatic(id="run-title")
+        yield ResourcesStrip(id="run-resources")  # CPU, RSS, GPU memory and util (the `resources` records)
         with Horizontal(id="run-body"):
             with Vertical(id="run-charts"):
                 yield MetricChart("losses", id="loss-chart")
                 second = "D outputs & signals" if self.charts_data.probes else "accuracy %"
                 yield MetricChart(second, id="acc-chart")
+                yield QualityChart(id="quality-chart")  # eval records (eval_every); hidden until the first
             with Vertical(id="run-side"):
                 yield QuietStatic(id="run-info")
                 yield QuietStatic(id="run-cluster")
@@ -179,7 +185,7 @@ class RunScreen(RunActions, GanmgrScreen[None]):
         log.can_focus = False
         self._apply_width(self.app.size.width)
         self._render_run()
-        self.set_interval(DRAW_S, self._draw_if_dirty)
+        self.set_interval(DRAW_S, self._tick_draw)
         self.follow()
 
     def on_resize(self) -> None:
@@ -208,7 +214,8 @@ class RunScreen(RunActions, GanmgrScreen[None]):
 
         worker = get_current_worker()
         run_dir = self.run_dir
-        follower = RunFollower(run_dir) if run_dir else None
+        # the charts' columns are picked here, off the UI thread (RunCharts.batch is stateless)
+        follower = RunFollower(run_dir, batch=self.charts_data.batch) if run_dir else None
         next_row = 0.0
         while not worker.is_cancelled and not self._stop.is_set():
             more = False
@@ -243,14 +250,24 @@ class RunScreen(RunActions, GanmgrScreen[None]):
     def _take_pending(self) -> None:
         log = self.query_one("#run-log", Log)
         images = self.query_one(ImagePanel)
+        if not self._pending:  # an earlier message's handler took them all
+            return
+        loading = False
         while self._pending:
             up = self._pending.popleft()
+            loading = up.more  # a backlog still arriving: the DRAW_S timer draws (backing off), not every slice
             self.updates_applied += 1
             if up.metrics_reset:
                 self.charts_data.clear()
+                self.query_one(ResourcesStrip).clear()
+                self.query_one(QualityChart).clear()
                 self.live = ProgressFold()
                 self._dirty = True
-            if up.records and self.charts_data.ingest(up.records):
+            if up.records:
+                self.query_one(ResourcesStrip).ingest(up.records)
+                if self.query_one(QualityChart).ingest(up.records):
+                    self._dirty = True
+            if up.chart is not None and self.charts_data.extend(up.chart, up.seen):
                 self._dirty = True
             if up.records and self._fold_live(up.records):
                 self._render_title()
@@ -262,7 +279,10 @@ class RunScreen(RunActions, GanmgrScreen[None]):
                 log.write_lines([log_line(ln) for ln in up.log_lines])
             if up.images is not None and self.run_dir is not None:
                 images.set_images(self.run_dir, up.images)
-        if self._dirty and self.visible:
+        if loading and not self._backlog:  # a backlog starts: its first draw in 2 DRAW_S, then less and less often
+            self._backlog_gap, self._backlog_next = 2 * DRAW_S, time.monotonic() + 2 * DRAW_S
+        self._backlog = loading
+        if self._dirty and self.visible and not loading:
             self._draw_if_dirty()
 
     @on(RowRead)
@@ -300,6 +320,18 @@ class RunScreen(RunActions, GanmgrScreen[None]):
 
     # -- drawing -------------------------------------------------------------------------------------
 
+    def _tick_draw(self) -> None:
+        """The DRAW_S timer. While a backlog loads, the charts are drawn after 1 s, then at gaps doubling
+        (2, 4, 8 ... s): a million-line run shows its shape early, and its loading is not spent on
+        drawing (issue 16); it is drawn once more when the backlog is done (`_take_pending`)."""
+        if self._backlog:
+            now = time.monotonic()
+            if now < self._backlog_next:
+                return
+            self._backlog_gap *= 2
+            self._backlog_next = now + self._backlog_gap
+        self._draw_if_dirty()
+
     def _draw_if_dirty(self) -> None:
         if not self._dirty or not self.visible:
             return
@@ -316,11 +348,12 @@ class RunScreen(RunActions, GanmgrScreen[None]):
         self.query_one("#acc-chart", MetricChart).draw(
             data.acc_series[self.axis], order=data.second_names(), xlabel=self.axis, smooth=self.smooth,
             colors=None if data.probes else ACC_COLORS, empty=empty)
+        self.query_one(QualityChart).redraw()
 
     def _fold_live(self, records: list[dict]) -> bool:
         """Fold new records into the live view; True when the step it shows moved."""
         before = self.live.fields.get("step")
-        for rec in records:
+        for rec in title_records(records):  # the title shows its step and progress only
             self.live.fold(rec)
         self.live.take_artifacts()  # the row lists the files; nothing to keep here
         return self.live.fields.get("step") != before

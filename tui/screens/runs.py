@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.text import Text
 from textual import events, on, work
@@ -27,7 +28,15 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from store.views import RunView
 from tui.forms.new_run import NewRunScreen
 from tui.messages import RunsChanged
-from tui.present import PENDING_GLYPH, PENDING_STYLE, STATUS_GLYPHS, STATUS_STYLES, fmt_pct, short_path
+from tui.present import (
+    PENDING_GLYPH,
+    PENDING_STYLE,
+    STATUS_GLYPHS,
+    STATUS_STYLES,
+    fmt_pct,
+    header_counts,
+    short_path,
+)
 from tui.run_query import (
     PENDING,
     SORTS,
@@ -43,8 +52,11 @@ from tui.run_query import (
 )
 from tui.screens.base import GanmgrScreen
 from tui.screens.compare import CompareScreen
+from tui.screens.confirm import ConfirmModal
 from tui.screens.run_actions import RunActions
 from tui.screens.run_detail import RunScreen
+from tui.screens.samples import SamplesScreen
+from tui.screens.tags_notes import TagsNotes, TagsNotesModal
 from tui.widgets.filter_input import FilterInput
 from tui.widgets.key_bar import KeyBar
 from tui.widgets.quiet_static import QuietStatic
@@ -69,10 +81,16 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
                 tooltip="queue a visualization job on the selected run (perturb, max_class, report...)"),
         Binding("x", "cancel_run", "Cancel", id="runs-cancel",
                 tooltip="cancel a queued run, or stop a running one (it checkpoints first); asks first"),
+        Binding("t", "edit_tags", "Tags", id="runs-tags",
+                tooltip="edit the run's tags and note (the rule of ganmgr tag and ganmgr note)"),
+        Binding("d,delete", "delete_run", "Delete", id="runs-delete", key_display="d",
+                tooltip="delete a finished or queued run: its row and its folder, as ganmgr rm; asks first"),
         Binding("space", "toggle_mark", "Mark", id="runs-mark", key_display="␣",
                 tooltip="mark or unmark the run for compare"),
         Binding("c", "compare", "Compare", id="runs-compare",
                 tooltip="compare the marked runs: one metric overlaid, and the config keys that differ"),
+        Binding("i", "samples", "Samples", id="runs-samples",
+                tooltip="the run's sample grids, as large as the terminal allows, newest epoch first (←/→ scrub)"),
         # Priority (so "/failed" typed fast lands in the filter, not on the f key); off while typing in it.
         Binding("slash", "filter", "Filter", id="runs-filter", tooltip="filter the table (see below)",
                 priority=True),
@@ -81,12 +99,14 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
                         "the filter sweep:NAME does the same"),
         Binding("s", "cycle_sort", "Sort", id="runs-sort",
                 tooltip="next sort: queue (running, queue order, newest), id, name, status, test acc, "
-                        "started, duration"),
+                        "started, duration, recipe"),
         Binding("S", "reverse_sort", "Reverse", id="runs-sort-reverse", tooltip="reverse the sort order"),
         Binding("plus,shift+up", "move(-1)", "Earlier", id="runs-queue-up", key_display="+",
                 tooltip="move the queued run one place toward the front of the queue"),
         Binding("minus,shift+down", "move(1)", "Later", id="runs-queue-down", key_display="-",
                 tooltip="move the queued run one place back in the queue"),
+        Binding("g", "gpus", "GPUs", id="runs-gpus",
+                tooltip="this node's GPUs: memory, util and the processes on each, tied to their runs"),
         Binding("question_mark", "app.help", "Help", id="runs-help", tooltip="this help"),
         Binding("q", "app.quit", "Quit", id="runs-quit",
                 tooltip="quit; queued and running runs keep going (the supervisor runs them)"),
@@ -95,10 +115,11 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
     class Loaded(Message):
         """A store read: `runs` replaces the snapshot (full) or is merged into it (changed rows only)."""
 
-        def __init__(self, runs: list[RunView], full: bool) -> None:
+        def __init__(self, runs: list[RunView], full: bool, viz: dict[str, int] | None = None) -> None:
             super().__init__()
             self.runs = runs
             self.full = full
+            self.viz = viz or {}  # visualization jobs per status (running, queued): the header counts them
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,6 +136,7 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
         self._loading = False
         self.loads = 0
         self._cell_cache: dict[int, tuple[tuple, tuple]] = {}
+        self.viz_counts: dict[str, int] = {}
 
     def compose(self) -> ComposeResult:
         yield QuietStatic(id="runs-title")
@@ -165,19 +187,23 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
     def _load(self, full: bool, watermark: float) -> None:
         # SQLAlchemy sits behind the store: imported here, off the UI thread, after the first paint.
         from store import runs as store_runs
+        from store import viz_jobs as store_viz
 
         worker = get_current_worker()
+        viz: dict[str, int] = {}
+        for job in store_viz.list_viz_jobs(self.home, status=("running", "queued")):
+            viz[job.status] = viz.get(job.status, 0) + 1
         if not full:
             changed = store_runs.list_runs(self.home, order="-updated_at", limit=CHANGED_WINDOW)
             changed = [r for r in changed if r.updated_at > watermark]
             if len(changed) >= CHANGED_WINDOW:
                 full = True
             elif not worker.is_cancelled:
-                self.post_message(self.Loaded(changed, full=False))
+                self.post_message(self.Loaded(changed, full=False, viz=viz))
                 return
         runs = store_runs.list_runs(self.home)
         if not worker.is_cancelled:
-            self.post_message(self.Loaded(runs, full=True))
+            self.post_message(self.Loaded(runs, full=True, viz=viz))
 
     @on(Loaded)
     def _loaded(self, event: Loaded) -> None:
@@ -200,7 +226,11 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
             self._watermark = max(self._watermark, max(r.updated_at for r in event.runs))
         self.marks &= set(self.snapshot)
         first = not self.loaded
+        viz_moved = event.viz != self.viz_counts
+        self.viz_counts = event.viz
         if not event.full and not event.runs and not first:
+            if viz_moved:
+                self._render_title()
             return  # nothing changed: nothing to repaint
         self.loaded = True
         if not structural and not first and self.sort in STABLE_SORTS and self._update_rows(event.runs):
@@ -308,10 +338,7 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
         for r in self.snapshot.values():
             word = PENDING if is_pending(r) else r.status
             counts[word] = counts.get(word, 0) + 1
-        t = Text()
-        t.append(f"▶ {counts.get('running', 0)} running", style="cyan")
-        t.append("  ")
-        t.append(f"… {counts.get('queued', 0)} queued", style="yellow")
+        t = header_counts(counts, self.viz_counts)
         if counts.get(PENDING):
             t.append(f"  {PENDING_GLYPH} {counts[PENDING]} pending", style=PENDING_STYLE.replace("bold ", ""))
         t.append(f"  {len(self.snapshot)} runs")
@@ -348,6 +375,11 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
         if run is not None:
             self.app.push_screen(RunScreen(run))
 
+    def action_samples(self) -> None:
+        run = self._need_run()
+        if run is not None:
+            self.app.push_screen(SamplesScreen([run]))
+
     def action_new_run(self) -> None:
         self.app.push_screen(NewRunScreen())
 
@@ -360,6 +392,11 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
         table = self.query_one(RunsTable)
         if table.cursor_row < table.row_count - 1:
             table.move_cursor(row=table.cursor_row + 1, animate=False)
+
+    def action_gpus(self) -> None:
+        from tui.screens.gpus import GpusScreen
+
+        self.app.push_screen(GpusScreen())
 
     def action_compare(self) -> None:
         runs = [self.snapshot[i] for i in sorted(self.marks) if i in self.snapshot]
@@ -453,6 +490,53 @@ class RunsScreen(RunActions, GanmgrScreen[None]):
         store_runs.move_in_queue(self.home, run_id, delta)
 
         self.app.post_message(RunsChanged(run_id))
+
+    # -- tags, note, delete ----------------------------------------------------------------------------
+
+    def action_edit_tags(self) -> None:
+        run = self._need_run()
+        if run is None:
+            return
+        self.app.push_screen(TagsNotesModal(run),
+                             callback=lambda answer: self._save_tags(run, answer) if answer else None)
+
+    @work(thread=True, exclusive=True, group="tags", exit_on_error=False, name="tags and note")
+    def _save_tags(self, run: RunView, answer: TagsNotes) -> None:
+        from store import runs as store_runs
+
+        if answer.tags != run.tags:
+            store_runs.set_tags(self.home, run.id, answer.tags)
+        if answer.notes != run.notes:
+            store_runs.set_notes(self.home, run.id, answer.notes)
+        tags = ", ".join(answer.tags) if answer.tags else "(none)"
+        self.app.post_message(RunsChanged(run.id, f"run {run.id} tags: {tags}; note saved"))
+
+    def action_delete_run(self) -> None:
+        """`d`: what `ganmgr rm` does (engine.control.remove), after a yes in the confirm dialog."""
+        from engine.control.remove import removable_folder
+        from engine.control.submit import SubmitError
+
+        run = self._need_run()
+        if run is None:
+            return
+        try:
+            folder = removable_folder(self.home, run)
+        except SubmitError as e:
+            self.notify(e.form_message, title="not deleted", severity="warning")
+            return
+        where = f"its folder {short_path(folder, 48)}" if folder is not None else "it (it has no folder)"
+        self.app.push_screen(
+            ConfirmModal(f"Delete run #{run.id} {run.name} ({run.status})?",
+                         f"This deletes its row and {where} for good: metrics, samples and checkpoints."),
+            callback=lambda yes: self._delete(run, folder) if yes else None,
+        )
+
+    @work(thread=True, exclusive=True, group="delete", exit_on_error=False, name="delete run")
+    def _delete(self, run: RunView, folder: Path | None) -> None:
+        from engine.control.remove import remove_run
+
+        remove_run(self.home, run, folder)  # the store refuses a run that started meanwhile
+        self.app.post_message(RunsChanged(note=f"deleted run {run.id} ({run.name})"))
 
     def visible_runs(self) -> Sequence[int]:
         return self.query_one(RunsTable).run_ids

@@ -27,7 +27,7 @@ from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import Static
 
-from tui.follow import sample_epoch
+from engine.control.sample_grids import sample_epoch
 
 IMAGE_KINDS = ("auto", "sixel", "tgp", "halfcell", "unicode")
 CELL_ASPECT = 2.0  # a terminal cell's height / width
@@ -132,6 +132,18 @@ def image_widget_class(kind: str | None = None) -> type[Widget]:
     return cls
 
 
+def fit_cells(avail_w: int, avail_h: int, aspect: float) -> tuple[int, int]:
+    """The largest (width, height) in cells within (avail_w, avail_h) for an image of `aspect` (its height
+    / width), a cell being about CELL_ASPECT times as tall as wide: a 2x8 grid stays wide and short instead
+    of being stretched to the space's height."""
+    w = max(1, avail_w)
+    h = max(1, round(w * aspect / CELL_ASPECT))
+    if h > avail_h:
+        h = max(1, avail_h)
+        w = max(1, min(avail_w, round(h * CELL_ASPECT / aspect)))
+    return w, h
+
+
 def load_image(path: Path):  # noqa: ANN201 - a PIL image
     """The decoded image, held in memory: the widget renders again on every resize, and the file may be
     gone by then (a deleted run) — a render must never touch the disk."""
@@ -208,9 +220,10 @@ class ImagePanel(Vertical):
         return False
 
     def step(self, delta: int) -> bool:
+        """Walk the list, wrapping at both ends (← on the first image shows the last, the newest)."""
         if not self.paths:
             return False
-        new = min(max(self.index + delta, 0), len(self.paths) - 1)
+        new = (self.index + delta) % len(self.paths)
         if new == self.index:
             return False
         self.index = new
@@ -257,11 +270,7 @@ class ImagePanel(Vertical):
         avail_w, avail_h = self.content_size.width, self.content_size.height - 1  # the caption line
         if avail_w <= 0 or avail_h <= 0:
             return
-        w = avail_w
-        h = max(1, round(w * self._aspect / CELL_ASPECT))
-        if h > avail_h:
-            h = avail_h
-            w = max(1, min(avail_w, round(h * CELL_ASPECT / self._aspect)))
+        w, h = fit_cells(avail_w, avail_h, self._aspect)
         view = self.query_one(".image-view")
         view.styles.width = w
         view.styles.height = h

@@ -23,13 +23,16 @@ from tui.present import (
     cluster_reason,
     fmt_duration,
     fmt_epoch,
+    fmt_gan,
     fmt_pct,
     fmt_rate,
     fmt_started,
+    fmt_tags,
     progress_bar,
     run_status_text,
     run_status_word,
     short_dataset,
+    wait_reason,
 )
 
 # (key, label, width)
@@ -41,8 +44,10 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("progress", "progress", 13),
     ("epoch", "epoch", 7),
     ("acc", "test%", 5),
+    ("gan", "gan", 24),
     ("ips", "img/s", 5),
     ("recipe", "recipe", 12),
+    ("tags", "tags", 14),
     ("dataset", "dataset", 14),
     ("started", "started", 11),
     ("duration", "time", 6),
@@ -55,7 +60,8 @@ MARK = "●"
 def run_cells(run: RunView, *, marked: bool, queue_pos: int | None, now: float | None = None,
               label: str | None = None) -> tuple[Any, ...]:
     """The table cells of one run, in COLUMNS order. A Slurm job waiting on the cluster shows Slurm's
-    reason where the progress bar would be; `label` replaces the name (a sweep's point, e.g. `lr=0.0002`)."""
+    reason where the progress bar would be; `label` replaces the name (a sweep's point, e.g. `lr=0.0002`).
+    `gan`: a recipe without a classifier's last collapse signal and losses, where `test%` stays empty."""
     pending = run_status_word(run) == "pending"
     if pending:
         bar = Text(cluster_reason(run) or "waiting", style=PENDING_STYLE.replace("bold ", "italic "),
@@ -64,8 +70,9 @@ def run_cells(run: RunView, *, marked: bool, queue_pos: int | None, now: float |
         bar = progress_bar(run.progress, style="cyan")
     elif run.status == "completed":
         bar = progress_bar(1.0, style="green", thin=True)
-    elif run.status == "queued":
-        bar = Text("")
+    elif run.status == "queued":  # held back by the supervisor's packing by GPU memory: why
+        bar = Text(wait_reason(run).removeprefix("waiting: "), style="italic yellow", overflow="ellipsis",
+                   no_wrap=True)
     else:
         bar = progress_bar(run.progress, style=STATUS_STYLES.get(run.status, ""), thin=True) if run.progress \
             else Text("")
@@ -81,8 +88,10 @@ def run_cells(run: RunView, *, marked: bool, queue_pos: int | None, now: float |
         bar,
         fmt_epoch(run.epoch, run.epochs),
         fmt_pct(run.last_test_acc),
+        fmt_gan(run),
         fmt_rate(run.images_per_s),
         run.recipe,
+        fmt_tags(run.tags),
         short_dataset(run.dataset),
         fmt_started(run.started_at, now),
         fmt_duration(duration),

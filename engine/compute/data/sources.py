@@ -21,12 +21,9 @@ from engine.compute.data.imagefolder import load_imagefolder
 from engine.compute.data.splits import DataError, Splits, make_splits, one_line
 from engine.compute.data.synthetic import load_synthetic_variant
 from engine.control import datasets
+from engine.control.class_names import MNIST_CLASSES
 from engine.control.datasets import IMAGEFOLDER, NPZ_KEYS, SYNTHETIC_SHAPES
 
-CIFAR10_CLASSES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)
-MNIST_CLASSES: tuple[str, ...] = tuple(str(d) for d in range(10))
 # the files torchvision reads, by name: the torch-free check's list (paths under the data root) plus
 # CIFAR-10's class names, which only the loader reads
 CIFAR10_FILES = (*(Path(f).name for f in datasets.CIFAR10_FILES), "batches.meta")

@@ -17,13 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from engine.compute.data.splits import Splits, make_splits
+from engine.control.class_names import SYNTHETIC_CLASSES
 from engine.control.datasets import NPZ_KEYS, SYNTHETIC_SHAPES
 from engine.control.paths import write_bytes_atomic
 
-# The synthetic set's classes, in label order; each is a shape a person tells apart at a glance.
-SYNTHETIC_CLASSES: tuple[str, ...] = (
-    "disc", "ring", "square-outline", "triangle", "cross", "h-stripes", "v-stripes", "checker", "diamond", "two-blobs",
-)
 # Bump whenever the generator's output changes: it is part of the cache key, so old caches are ignored.
 SYNTHETIC_VERSION = "shapes-v3"
 SYNTHETIC_TRAIN = 24_000

@@ -202,6 +202,11 @@ class ACGANTrainer(Trainer):
         gp, dfs, drs, drc, dfc, acc = self.train_discriminator(x, y)
         return torch.stack([gp, dfs, drs, drc, dfc, gen_source, gen_class, acc])
 
+    def eval_images(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """G's images in [-1, 1] for the requested `labels`, noise from `generator` (engine/compute/evaluation.py
+        sets eval mode and no_grad, and batches)."""
+        return self.G(class_noise(labels, self.cfg["n_z"], self.data.num_classes, generator)).float()
+
     def sample_grid(self) -> torch.Tensor:
         self.G.eval()
         with torch.no_grad(), self.rt.autocast():

@@ -35,14 +35,16 @@ from engine.compute.data.device_data import DeviceData
 from engine.compute.data.sources import load_splits
 from engine.compute.data.splits import Splits, conform
 from engine.compute.device import Runtime, make_generator, setup_runtime
+from engine.compute.evaluation import evaluate_epoch
 from engine.compute.health import HealthWatch
-from engine.control.config import HEALTH_KEYS, RecipeSpec, recipe_spec
+from engine.control.config import EVAL_KEYS, HEALTH_KEYS, RecipeSpec, recipe_spec
 from engine.control.records import ARTIFACT, EPOCH, PROGRESS, START, TRAIN, MetricsWriter
 
 # runtime keys that may differ between a checkpoint and the config it resumes under
 RUNTIME_KEYS = frozenset({"epochs", "device", "precision", "compile", "threads", "log_every", "log_seconds",
                           "keep_every", "name", "data_root", "download", "deterministic", "best_metric", "best_mode"})
 RUNTIME_KEYS |= HEALTH_KEYS  # the health rules' actions and bounds (engine/control/config.py)
+RUNTIME_KEYS |= EVAL_KEYS  # evaluation reads the models, never trains them (engine/compute/evaluation.py)
 LAST_CHECKPOINT = "checkpoints/last.pt"
 
 
@@ -419,9 +421,10 @@ class Trainer:
         self.metrics.write(rec)
         self._print_row(rec, ep_means)
         self.on_epoch_end(self.epoch)
+        quality = evaluate_epoch(self, self.epoch)  # every eval_every epochs (engine/compute/evaluation.py)
         firings = self.health.epoch(rec)  # the epoch rules, acted on once last.pt holds this epoch
         self.save_last()
-        keep_best(self, rec)  # checkpoints/best.pt by best_metric (engine/compute/checkpoint.py)
+        keep_best(self, {**rec, **quality})  # checkpoints/best.pt by best_metric (engine/compute/checkpoint.py)
         keep = self.cfg["keep_every"]
         if keep and self.epoch % keep == 0:
             path = self.ckpt_dir / f"epoch_{self.epoch:03d}.pt"

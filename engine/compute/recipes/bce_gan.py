@@ -128,6 +128,12 @@ class BCEGANTrainer(Trainer):
         with torch.no_grad(), batchnorm_stats_kept(self.G), self.rt.autocast():
             return self.to_image_range(self.G(z).float())
 
+    def eval_images(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """G's images in [-1, 1], one per entry of `labels` (unconditional: only their number counts), noise
+        from `generator` (engine/compute/evaluation.py sets eval mode and no_grad, and batches)."""
+        z = torch.randn(labels.shape[0], self.cfg["n_z"], device=labels.device, generator=generator)
+        return self.to_image_range(self.G(z).float())
+
     def epoch_signals(self) -> dict[str, float]:
         return {"diversity": diversity(self.generate(self.signal_noise), self.real_distance)}
 

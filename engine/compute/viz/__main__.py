@@ -81,6 +81,7 @@ def _main(argv: list[str] | None) -> int:
     job = Job(kind=spec["kind"], params=spec["params"], run_dir=Path(spec["run_dir"]),
               checkpoint=spec["checkpoint"], baseline_run_dir=Path(base) if base else None,
               baseline_checkpoint=spec["baseline_checkpoint"], out_dir=job_dir, root_dir=job_dir, metrics=metrics,
+              inception_weights=spec["inception_weights"], inception_uncalibrated=spec["inception_uncalibrated"],
               log=lambda msg: print(msg, flush=True))
     armed = True
     try:

@@ -28,6 +28,11 @@ LABELS = {  # the course's names for the GAN terms (its loss1..loss5)
 }
 
 
+def point_marker(xs) -> dict[str, Any]:
+    """A marker for a series of one point (a one-epoch run): a line through one point draws nothing."""
+    return {"marker": "o", "ms": 5} if len(xs) == 1 else {}
+
+
 def series(records: list[dict[str, Any]]) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]], int]:
     """(train records by step, epoch records by epoch, steps per epoch), later duplicates winning."""
     train: dict[int, dict[str, Any]] = {}
@@ -61,7 +66,7 @@ def _panels(train: dict[int, dict[str, Any]], names: list[str], spe: int, title:
         counts[name] = len(pts)
         if pts:
             xs, ys = zip(*pts)
-            ax.plot(xs, ys, lw=1.0, color=f"C{i}")
+            ax.plot(xs, ys, lw=1.0, color=f"C{i}", **point_marker(xs))
         ax.set_title(LABELS.get(name, name), fontsize=10)
         ax.set_xlabel("epoch" if spe else "step", fontsize=8)
         ax.grid(alpha=0.3)
@@ -104,7 +109,7 @@ def run(job: Job) -> dict[str, Any]:
         pts = [(s / spe if spe else s, train[s]["acc"]) for s in steps if train[s].get("acc") is not None]
         if pts:
             xs, ys = zip(*pts)
-            ax.plot(xs, ys, lw=0.8, alpha=0.7, label="train accuracy (per window)")
+            ax.plot(xs, ys, lw=0.8, alpha=0.7, label="train accuracy (per window)", **point_marker(xs))
     test = [(e, r["test_acc"]) for e, r in sorted(epochs.items()) if r.get("test_acc") is not None]
     if test:
         xs, ys = zip(*test)

@@ -45,6 +45,8 @@ class Job:
     root_dir: Path  # JOB_DIR: artifact paths are relative to it
     metrics: MetricsWriter
     part: str | None = None
+    inception_weights: str | None = None  # job.json's: the FID/KID/IS weights, resolved at submit
+    inception_uncalibrated: bool = False
     log: Callable[[str], None] = print
     cache: dict[str, Any] = field(default_factory=dict)  # loaded runs and data, shared with report parts
     outputs: list[Path] = field(default_factory=list)  # files announced by this job (or part)

@@ -5,7 +5,6 @@ says what to do, because the person reading it is choosing a run and an epoch in
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,6 @@ from engine.control.paths import METRICS_FILE
 from engine.control.records import read_all
 from engine.control.run_dir import read_run_config
 from engine.control.viz_spec import VizSpecError, checkpoint_path, missing_checkpoint_message
-
-SAMPLE_RE = re.compile(r"^epoch_(\d+)\.png$")
 
 
 @dataclass
@@ -133,14 +130,6 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise JobFailed(f"run {run_dir.name} has no metrics.jsonl: it never started")
     return read_all(path)
-
-
-def sample_grids(run_dir: Path) -> dict[int, Path]:
-    """samples/epoch_NNN.png by epoch."""
-    d = run_dir / "samples"
-    if not d.is_dir():
-        return {}
-    return {int(m.group(1)): p for p in d.iterdir() if (m := SAMPLE_RE.match(p.name))}
 
 
 def epoch_test_accuracy(records: list[dict[str, Any]], epoch: int | None = None) -> dict[str, Any]:

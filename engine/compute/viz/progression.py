@@ -14,9 +14,10 @@ import numpy as np
 from PIL import Image
 
 from engine.compute.viz.job import Job, JobFailed
-from engine.compute.viz.loading import read_config, sample_grids
+from engine.compute.viz.loading import read_config
 from engine.compute.viz.render import save_figure
 from engine.control.config import RECIPES
+from engine.control.sample_grids import sample_grids
 
 
 def pick_epochs(available: list[int], count: int) -> list[int]:

@@ -1,13 +1,18 @@
 """`quality`: how good a GAN's class-conditional samples are, scored offline by a baseline classifier.
 
-Two numbers that need no download, both from a chosen classifier run (normally a `baseline` run on the
-same data set):
-- its accuracy on `n_per_class` generated images of each class (label = the class in the noise's one-hot
-  block), per class and overall: do the samples look like their class to an independent classifier?
-- the Fréchet distance between its pooled conv-8 features (width-dim) of the generated images and of the
-  real test images: do the samples cover the real distribution? `fd_real_halves` (first half of the test
-  split against the second) is the floor a perfect generator would reach with this many images.
-With torch-fidelity and its Inception weights present locally, also FID and IS (`fidelity.py`).
+Numbers that need no download, from a chosen classifier run (normally a `baseline` run on the same data
+set), computed by engine/compute/classifier_score.py (the worker's evaluation during training uses it too):
+- `accuracy` / `per_class_accuracy` (GAN-test accuracy): how often the classifier names the class each of
+  the `n_per_class` generated images per class was asked for. Per class this is "is it the requested class";
+  beside it `class_spread` (the GAN's own discriminator on the same samples, as the training signal) says
+  only how evenly predictions spread over the classes.
+- `fd` and `kid`: the Fréchet and kernel distances between the classifier's pooled conv-8 features of n
+  generated images and n real test images; `fd_real_halves` and `kid_floor`: the same between two disjoint
+  sets of n real test images each, the floor a perfect generator would reach AT THIS n (FD's bias grows as n
+  shrinks, so a floor is only one at the same n). n = min(generated, real test images // 2), reported.
+With Inception weights in job.json (resolved from the settings at submit), also FID, KID and IS by
+torch-fidelity against the same test images (`fidelity.py`: `inception_kid`, as `kid` here is the
+classifier's), else `fid: null` and a `note` saying why.
 """
 
 from __future__ import annotations
@@ -18,15 +23,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from engine.compute.classifier_score import FEATURE_LAYER, classifier_scores, classify
 from engine.compute.data.device_data import to_unit_range
+from engine.compute.mode_collapse import class_spread
 from engine.compute.recipes.acgan import class_noise
-from engine.compute.viz.fidelity import fid_and_is
-from engine.compute.viz.frechet import frechet_distance
+from engine.compute.viz.fidelity import inception_scores, real_fingerprint, skipped
 from engine.compute.viz.job import Job, JobFailed
 from engine.compute.viz.loading import LoadedRun, load_run, load_test_data
 from engine.compute.viz.render import save_figure, save_image_grid
 
-FEATURE_LAYER = 8
 BATCH = 500
 
 
@@ -43,18 +48,11 @@ def generate(gan: LoadedRun, n_per_class: int, seed: int, device: torch.device) 
 
 
 @torch.no_grad()
-def score(scorer: LoadedRun, images: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-    """The scorer's predicted classes and its pooled conv-8 features."""
-    D = scorer.D
-    preds, feats = [], []
-    for i in range(0, images.shape[0], BATCH):
-        x = images[i:i + BATCH]
-        f = D.features(x, FEATURE_LAYER)
-        # forward() pools conv8's 4x4 map into these same features and applies fc10: one pass gives both
-        logits = D.fc10(f) if D.pool_size == 4 else D(x)[1]
-        preds.append(logits.argmax(1))
-        feats.append(f.double().cpu())
-    return torch.cat(preds), torch.cat(feats).numpy()
+def own_class_spread(gan: LoadedRun, images: torch.Tensor) -> float:
+    """The training signal `class_spread` on these samples: how evenly the GAN's own discriminator spreads
+    its predicted classes (1.0: all classes equally often), whatever the classes asked for."""
+    logits = torch.cat([gan.D(images[i:i + BATCH])[1].float() for i in range(0, images.shape[0], BATCH)])
+    return class_spread(logits, gan.num_classes)
 
 
 def check_pair(gan: LoadedRun, scorer: LoadedRun) -> None:
@@ -76,26 +74,28 @@ def run(job: Job) -> dict[str, Any]:
     p = job.params
     nc = gan.num_classes
     images, labels = generate(gan, p["n_per_class"], p["seed"], job.device)
-    pred, gen_feats = score(scorer, images)
     data = load_test_data(job, scorer)  # the real images the scorer knows; same classes and shape as the GAN's
     real = torch.cat([to_unit_range(data.x_test[i:i + BATCH]) for i in range(0, data.num_test, BATCH)])
-    real_pred, real_feats = score(scorer, real)
-    per_class = {gan.classes[c]: 100.0 * (pred[labels == c] == c).float().mean().item() for c in range(nc)}
-    half = real_feats.shape[0] // 2
+    real_pred, _ = classify(scorer.D, real)
+    scores = classifier_scores(scorer.D, images, labels, real, gan.classes)
     result: dict[str, Any] = {
         "model": gan.name, "epoch": gan.epoch, "scorer": scorer.name, "scorer_recipe": scorer.recipe,
-        "scorer_epoch": scorer.epoch, "n_generated": int(images.shape[0]), "n_real": int(real.shape[0]),
-        "accuracy": 100.0 * (pred == labels).float().mean().item(), "per_class_accuracy": per_class,
+        "scorer_epoch": scorer.epoch, "n_generated": scores["n_generated"], "n_real": scores["n_real"],
+        "n": scores["n"], "accuracy": scores["accuracy"], "per_class_accuracy": scores["per_class_accuracy"],
+        "class_spread": own_class_spread(gan, images),
         "scorer_accuracy_real": 100.0 * (real_pred == data.y_test).float().mean().item(),
-        "feature_layer": FEATURE_LAYER, "feature_dim": int(gen_feats.shape[1]),
-        "fd": frechet_distance(gen_feats, real_feats),
-        "fd_real_halves": frechet_distance(real_feats[:half], real_feats[half:]) if half >= 2 else None,
+        "feature_layer": FEATURE_LAYER, "feature_dim": scores.get("feature_dim"),
+        "fd": scores.get("fd"), "fd_real_halves": scores.get("fd_floor"),
+        "kid": scores.get("kid"), "kid_std": scores.get("kid_std"), "kid_floor": scores.get("kid_floor"),
     }
+    if "note" in scores:
+        result["fd_note"] = scores["note"]
+    per_class = result["per_class_accuracy"]
     if p["fid"]:
-        result.update(fid_and_is(images, real, job.device))
+        key = real_fingerprint(scorer.config, "test", int(real.shape[0]), scorer.data_shape)
+        result.update(inception_scores(job, images, lambda: real, key))  # FID/KID/IS, or None and why
     else:
-        result.update({"fid": None, "inception_score": None, "inception_score_std": None,
-                       "note": "FID/IS skipped: fid=false"})
+        result.update(skipped("fid=false"))
 
     shown = min(10, p["n_per_class"])  # one column per class, like the run's sample grids
     order = [c * p["n_per_class"] + r for r in range(shown) for c in range(nc)]
@@ -111,7 +111,8 @@ def run(job: Job) -> dict[str, Any]:
     ax.set_xticks(xs, gan.classes, rotation=30, ha="right", fontsize=8)
     ax.set_ylim(0, 100)
     ax.set_ylabel("classified as its class (%)")
-    ax.set_title(f"{scorer.name} classifying samples of {gan.name} (FD {result['fd']:.3g})", fontsize=10)
+    fd = f"FD {result['fd']:.3g} at n={result['n']}" if result["fd"] is not None else "no FD"
+    ax.set_title(f"{scorer.name} classifying samples of {gan.name} ({fd})", fontsize=10)
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     path = job.path("class_accuracy.png")

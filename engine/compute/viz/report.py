@@ -37,6 +37,8 @@ SECTIONS = (
     ("configs", "Configurations"),
 )
 
+REPORT_GIF_FRAMES = 120  # the animation's frames at most (evenly spaced epochs)
+
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
        color: #222; line-height: 1.45; padding: 0 1em; }
@@ -56,6 +58,21 @@ tr.diff td { background: #fff6d6; }
 
 def _e(v: Any) -> str:
     return html.escape(str(v), quote=True)
+
+
+def _inception_rows(q: dict[str, Any]) -> list[list[str]]:
+    """FID, KID and IS rows of the quality table, each marked "(uncalibrated)" when the weights were not the
+    real file (engine/compute/inception.py), with n generated vs real."""
+    mark = " (uncalibrated)" if q.get("uncalibrated") else ""
+    n = f", {q['fid_n']} generated vs {q['fid_n_real']} real" if q.get("fid_n") else ""
+
+    def pm(key: str, digits: int) -> str:
+        std = q.get(f"{key}_std")
+        return _num(q.get(key), digits) + (f" ± {std:.{digits}f}" if isinstance(std, float) else "")
+
+    return [[f"FID (Inception{n}){mark}", _num(q.get("fid"), 2)],
+            [f"KID (Inception, unbiased){mark}", pm("inception_kid", 4)],
+            [f"Inception score{mark}", pm("inception_score", 2)]]
 
 
 def _num(v: Any, digits: int = 2, suffix: str = "") -> str:
@@ -195,8 +212,30 @@ def run(job: Job) -> dict[str, Any]:
         "test_acc_gan": acc["gan"]["test_acc"], "test_acc_baseline": acc["baseline"]["test_acc"],
         "accuracy_before": perturb.get("accuracy_before"), "accuracy_after": perturb.get("accuracy_after"),
         "quality_accuracy": quality.get("accuracy"), "fd": quality.get("fd"), "fid": quality.get("fid"),
-        "bytes": path.stat().st_size,
+        "fid_uncalibrated": quality.get("uncalibrated"), "bytes": path.stat().st_size,
     }
+
+
+def animation(page: Page, run_dir: Path) -> None:
+    """The sample grids over the epochs as the animated GIF `ganmgr export --format gif` writes (at most
+    REPORT_GIF_FRAMES frames, evenly spaced, first and last included, so a long run's page stays mailable)."""
+    from engine.compute.viz.progression import pick_epochs
+    from engine.control.export.gif import gif_bytes
+    from engine.control.sample_grids import sample_grids
+
+    grids = sample_grids(run_dir)
+    if not grids:
+        return
+    picked = pick_epochs(list(grids), REPORT_GIF_FRAMES)
+    try:
+        data = base64.b64encode(gif_bytes({e: grids[e] for e in picked})).decode("ascii")
+    except (OSError, ValueError) as e:  # a grid unreadable: the page still comes
+        page.text("p", f"animation failed: {type(e).__name__}: {e}", "error")
+        return
+    what = f"all {len(grids)} epochs" if len(picked) == len(grids) else f"{len(picked)} of {len(grids)} epochs"
+    caption = f"the samples over the epochs ({what}, one frame each)"
+    page.add(f'<figure><img src="data:image/gif;base64,{data}" alt="{_e(caption)}">'
+             f"<figcaption>{_e(caption)}</figcaption></figure>")
 
 
 def _metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -231,6 +270,7 @@ def build_page(job: Job, parts: Parts, acc: dict[str, dict[str, Any]], configs: 
     page.text("p", "The generator's samples from the same fixed noise after evenly spaced epochs; each column "
                    "is one class.")
     parts.show(page, "progression", {"progression.png": "fixed-noise samples at evenly spaced epochs"})
+    animation(page, job.run_dir)
     page.add("</section>")
 
     section("perturb")
@@ -283,9 +323,14 @@ def build_page(job: Job, parts: Parts, acc: dict[str, dict[str, Any]], configs: 
         page.table(["score", "value"], [
             [f"accuracy of {q['scorer']} on {q['n_generated']} generated images", _num(q["accuracy"], 1, "%")],
             [f"accuracy of {q['scorer']} on {q['n_real']} real test images", _num(q["scorer_accuracy_real"], 1, "%")],
-            [f"Fréchet distance, conv-{q['feature_layer']} features ({q['feature_dim']}-dim)", _num(q["fd"], 3)],
-            ["Fréchet distance between the two halves of the real test split (floor)", _num(q["fd_real_halves"], 3)],
-            ["FID (Inception)", _num(q["fid"], 2)], ["Inception score", _num(q["inception_score"], 2)],
+            [f"Fréchet distance, conv-{q['feature_layer']} features ({q['feature_dim']}-dim), n={q.get('n')} "
+             f"generated vs n real", _num(q["fd"], 3)],
+            [f"the same between two disjoint sets of n={q.get('n')} real test images (the floor at this n)",
+             _num(q["fd_real_halves"], 3)],
+            ["KID on the same features (unbiased), and its floor", f"{_num(q.get('kid'), 4)} / "
+             f"{_num(q.get('kid_floor'), 4)}"],
+            ["class_spread of the GAN's own discriminator on these samples (1: even)", _num(q.get("class_spread"), 3)],
+            *_inception_rows(q),
         ])
         page.table(["class", "classified as its class"],
                    [[c, _num(v, 1, "%")] for c, v in q["per_class_accuracy"].items()])
