@@ -22,7 +22,7 @@ test: $(STAMP)
 	# Debian's slurmctld/slurmd/slurm-client for the tests marked slurm (root with apt-get only; elsewhere
 	# it says why those tests will skip, and always exits 0)
 	$(BIN)/python -m tests.slurm_cluster --install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # everything but the tests marked slow, slurm or gpu (`make test` runs them all); under 3 minutes on 2 cores
 test-fast: $(STAMP)

@@ -26,7 +26,7 @@ line per scenario at the end: `scenario`, `tried`, `held`, `lost`, `seed` (and `
   the worker's process group is left, the row says cancelled.
 
 --minutes bounds the campaign (each scenario tried at least once, then round robin until the time is
-spent, `ckpt_window` six times a round: ROUND_WEIGHTS); --tries N instead runs exactly N tries of each (tests/test_chaos.py). The seed (default the chaos
+spent, `ckpt_window` ten times a round: ROUND_WEIGHTS); --tries N instead runs exactly N tries of each (tests/test_chaos.py). The seed (default the chaos
 seed of the tests, GANMGR_CHAOS_SEED) draws every kill moment, so a lost try reproduces.
 """
 
@@ -86,7 +86,7 @@ WRITERS, READERS, RUNS_PER_WRITER = 8, 4, 5
 TMPFS_MB = 24
 # tries per round in a timed campaign: kills inside a checkpoint write are the rarest event a user meets and
 # the cheapest try (about 11 s), so a 10-minute campaign makes at least 20 of them beside the other six
-ROUND_WEIGHTS = {"ckpt_window": 6}
+ROUND_WEIGHTS = {"ckpt_window": 10}
 
 
 class Lost(Exception):

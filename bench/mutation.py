@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("shards", nargs="*", help=f"shard names (default all): {', '.join(BY_NAME)}")
     parser.add_argument("--report", action="store_true", help="print the scores without running anything")
     parser.add_argument("--diffs", action="store_true", help="with the report: each survivor's changed line")
-    parser.add_argument("--retry", choices=("survived", "timeout"), action="append", default=[],
+    parser.add_argument("--retry", choices=("survived", "timeout", "no tests"), action="append", default=[],
                         help="also run the mutants with this result again (after new tests, or a busy machine)")
     parser.add_argument("--list", action="store_true", help="the shards and their functions")
     parser.add_argument("--issue-mutants", action="store_true",

@@ -92,3 +92,19 @@ def test_gpus_lists_this_nodes_gpus(home):
     assert out.returncode == 0 and out.stdout.startswith("GPU 0  "), out.stdout + out.stderr
     data = json.loads(ganmgr(home, "gpus", "--json").stdout)
     assert data["gpus"] and data["gpus"][0]["mem_total_mb"] > 1000
+
+
+def test_our_runs_reads_a_real_store_with_a_running_worker(home, worker_like):
+    """The store path of `gpus` (not only the no-store shortcut): a running run's pid and start token."""
+    from engine.control.config import resolve_config
+    from engine.control.submit import create_run
+    from store import runs as store_runs
+    from tui.cli.gpus import our_runs
+
+    leader, _child = worker_like
+    cfg = resolve_config("baseline", {"dataset": "synthetic", "epochs": 1, "width": 8, "name": "gpuw"})
+    rid = create_run(home, cfg, held=True).id
+    store_runs.mark_started(home, rid, pid=leader, pid_start=process_start_token(leader))
+    assert [(r.run_id, r.name, r.pid) for r in our_runs(home)] == [(rid, "gpuw", leader)]
+    out = ganmgr(home, "gpus")  # with a store present, still one sentence (or the GPU list) and exit 0
+    assert out.returncode == 0 and out.stderr == "", out.stderr

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.compute.mode_collapse import class_spread, diversity, mean_pairwise_distance
-from engine.compute.models.acgan import ACGANDConfig, ACGANDiscriminator
+from engine.compute.models.acgan import ACGANDConfig, ACGANDiscriminator, ACGANGConfig
 from engine.compute.recipes.acgan import (
     ACGANTrainer,
     class_noise,
@@ -107,8 +107,8 @@ def test_gradient_penalty_matches_the_course_on_the_discriminator(penalty, lam):
     torch.manual_seed(0)
     D = ACGANDiscriminator(ACGANDConfig(width=8))
     g = torch.Generator().manual_seed(4)
-    real, fake = torch.rand(6, 3, 32, 32, generator=g) * 2 - 1, torch.rand(6, 3, 32, 32, generator=g) * 2 - 1
-    alpha = torch.rand(6, 1, 1, 1, generator=g)
+    real, fake = torch.rand(3, 3, 32, 32, generator=g) * 2 - 1, torch.rand(3, 3, 32, 32, generator=g) * 2 - 1
+    alpha = torch.rand(3, 1, 1, 1, generator=g)
     alpha[0] = 1.0  # one interpolate is the real image itself, another the fake one
     alpha[1] = 0.0
     ours = penalty(D, real, fake, alpha, lam, contextlib.nullcontext)
@@ -198,7 +198,8 @@ def test_baseline_builds_the_configured_classifier_and_adam(tmp_path, npz):
 def acgan(tmp_path, npz):
     cfg = resolve_config("acgan-wgangp", assignments=[f"dataset=npz:{npz}", "width=8", "batch_size=4",
                                                       "device=cpu", "threads=1", "gen_every=2", "lr=0.0003",
-                                                      "n_z=24", "save_noise_seed=7", "betas=[0.1,0.8]"])
+                                                      "n_z=24", "save_noise_seed=7", "betas=[0.1,0.8]",
+                                                      "leaky_slope=0.3"])
     t = ACGANTrainer(cfg, tmp_path / "run")
     t.setup()
     return t
@@ -212,7 +213,8 @@ def test_acgan_builds_with_the_configured_optimizers_and_the_course_save_noise(a
         assert {id(p) for p in group["params"]} == {id(p) for p in module.parameters()}
     noise, labels = save_noise(24, 10, 7)
     assert torch.equal(t.fixed_noise, noise) and torch.equal(t.fixed_labels, labels)
-    assert t.G.cfg.n_z == 24 and t.D.cfg.width == 8 and t.D.cfg.num_classes == 10
+    assert t.D.cfg == ACGANDConfig(width=8, in_channels=3, image_size=32, num_classes=10, leaky_slope=0.3)
+    assert t.G.cfg == ACGANGConfig(width=8, n_z=24, out_channels=3)
     t.epoch = 90
     assert t.begin_epoch() == pytest.approx(3e-4)  # the ACGAN recipe keeps a constant lr
 
@@ -531,3 +533,44 @@ def test_bce_gan_noise_ranges_and_diversity_signal(tmp_path, recipe):
 def test_lab5_gan_trains_on_the_chosen_digits_only(tmp_path):
     t = bce_trainer(tmp_path, "lab5-gan", "classes=[3,5]", "batch_size=2")
     assert set(t.data.y_train.tolist()) == {3, 5} and t.data.num_train == 4  # 2 of each in the 16
+
+
+def test_the_classifier_heads_of_baseline_and_acgan_follow_the_data_s_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(24, 3, 32, 32), dtype=np.uint8)
+    y = (np.arange(24) % 4).astype(np.uint8)  # four classes
+    np.savez(tmp_path / "four.npz", x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
+    t = baseline(tmp_path, tmp_path / "four.npz", "batch_size=8")
+    assert t.data.num_classes == 4 and t.model.cfg.num_classes == 4 and t.model.fc10.out_features == 4
+    cfg = resolve_config("acgan-wgangp", assignments=[f"dataset=npz:{tmp_path / 'four.npz'}", "width=8",
+                                                      "batch_size=8", "device=cpu", "threads=1"])
+    a = ACGANTrainer(cfg, tmp_path / "acgan")
+    a.setup()
+    assert a.D.cfg.num_classes == 4 and a.D.fc10.out_features == 4
+
+
+def test_the_course_s_two_critic_passes_give_the_joint_pass_s_terms(acgan):
+    t = acgan
+    x, y = t.data.train_batch(torch.arange(4), None, False)
+    g = torch.Generator().manual_seed(3)
+    fake = torch.rand(4, 3, 32, 32, generator=g) * 2 - 1
+    fake_labels, alpha = torch.tensor([1, 7, 7, 0]), torch.rand(4, 1, 1, 1, generator=g)
+    joint = t.critic_terms(x, y, fake, fake_labels, alpha)
+    t.joint_critic_pass = False
+    try:
+        two = t.critic_terms(x, y, fake, fake_labels, alpha)
+    finally:
+        t.joint_critic_pass = True
+    for a, b in zip(joint, two):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_acgan_eval_images_are_g_of_the_class_noise(acgan):
+    t = acgan
+    labels = torch.tensor([0, 4, 9])
+    replay = torch.Generator().manual_seed(8)
+    t.G.eval()
+    with torch.no_grad():
+        images = t.eval_images(labels, torch.Generator().manual_seed(8))
+        expected = t.G(class_noise(labels, 24, 10, replay))
+    assert torch.equal(images, expected) and images.shape == (3, 3, 32, 32)

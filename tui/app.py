@@ -16,6 +16,14 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+# The store, imported here on the main thread: the screens import it lazily inside worker threads, and
+# several threads importing SQLAlchemy at once leave each other half-initialised modules ("cannot import
+# name 'Artifact'", "module 'sqlalchemy' has no attribute 'dialects'"). The CLI's read commands never import
+# this module, so they stay light.
+import store.notices  # noqa: F401  (isort: skip)
+import store.runs  # noqa: F401
+import store.settings  # noqa: F401
+import store.viz_jobs  # noqa: F401
 from engine.control.paths import ensure_home
 from tui.forms.new_run import NewRunScreen
 from tui.messages import RunsChanged

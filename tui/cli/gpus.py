@@ -22,7 +22,7 @@ def our_runs(home: Path) -> list[OurRun]:
     """The store's running runs that have a worker pid (none without a store)."""
     if not db_path(home).exists():
         return []
-    from store.read_view import reads
+    from store.reads import reads
 
     with reads(home) as store:
         running = store.list_runs(status="running")

@@ -211,8 +211,9 @@ def cmd_show(args: argparse.Namespace, home: Path) -> int:
         for j in jobs:
             print(f"    #{j.id:<4} {j.kind:<13}{j.status:<11}{job_summary(j)}")
     print("  config")
+    width = max((len(k) for k in run.config), default=0) + 2  # eval_baseline_ckpt is longer than the old 16
     for k in sorted(run.config):
-        print(f"    {k:<16}{json.dumps(run.config[k])}")
+        print(f"    {k:<{width}}{json.dumps(run.config[k])}")
     print("  history")
     for e in events:
         print(f"    {_when(e.at)}  {e.status:<10}{e.message or ''}")
