@@ -52,6 +52,7 @@ from typing import Any
 from engine.control.config import resolve_config
 from engine.control.procs import is_alive
 from engine.control.submit import create_run
+from engine.control.supervisor_lock import try_lock
 from store import runs as store_runs
 from store.db import db_path, dispose_engines
 from store.lifecycle import TERMINAL_STATUSES
@@ -280,7 +281,15 @@ def ckpt_window(c: Campaign, rng: random.Random) -> str:
 def supervisor_kill(c: Campaign, rng: random.Random) -> str:
     home = c.home("superkill")
     assert ganmgr(home, "settings", "--max-concurrent", "2").returncode == 0
-    ids = [queue(home, c.npz, f"s{i}", 3) for i in range(4)]
+    # all four queued before any starts (we hold the lock, so no supervisor does): a 3-epoch run can end
+    # before a loaded machine has queued the fourth, and then there is no running worker to wait for
+    lock = try_lock(home)
+    assert lock is not None, "a supervisor already holds the lock"
+    try:
+        ids = [queue(home, c.npz, f"s{i}", 3) for i in range(4)]
+    finally:
+        os.close(lock)
+    assert ganmgr(home, "ls").returncode == 0  # starts the supervisor
     wait_worker(home, ids[0])
     wait_worker(home, ids[1])
     time.sleep(rng.uniform(0.0, 1.0))
