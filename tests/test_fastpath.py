@@ -104,7 +104,12 @@ def assert_same_params(ours: torch.nn.Module, ref: torch.nn.Module, skip_noise_o
             assert float(p_ours.grad.abs().max()) < 1e-4 * scale, name
             assert float(p_ref.grad.abs().max()) < 1e-4 * scale, name
             continue
-        assert close(p_ours, p_ref.detach()), name
+        # an element whose gradient is rounding noise in both (zero in exact arithmetic) takes Adam's step
+        # in the noise's sign, which a different summation order (thread count, memory format) can flip:
+        # compare the elements with a real gradient, and require the noise to be noise on our side too
+        noise = p_ref.grad.abs() < 1e-4 * scale
+        assert bool(torch.all(p_ours.grad[noise].abs() < 1e-4 * scale)), name
+        assert close(p_ours.detach()[~noise], p_ref.detach()[~noise]), name
 
 
 def check_against_the_course(t: ACGANTrainer) -> None:

@@ -158,6 +158,21 @@ def test_the_stall_watch_sets_and_clears_the_flag_in_the_store(home: Path) -> No
     assert StallWatch.for_config({**view.config, "health_stall_seconds": 0}) is None
 
 
+def test_the_samplers_records_do_not_hide_a_stalled_loop(home: Path) -> None:
+    """A hung training loop's resources sampler keeps writing: the watch counts the loop's records only."""
+    view = make_run(home, "running", recipe="mlp-gan", health_stall_seconds=2.0)
+    watch = StallWatch.for_config(view.config)
+    fold = ProgressFold()
+    assert watch is not None
+    watch.check(home, view.id, fold.loop_records, fold, now=0.0)
+    fold.fold({"kind": "progress", "step": 1, "epoch": 1})
+    watch.check(home, view.id, fold.loop_records, fold, now=1.0)  # the loop wrote: the watch is armed
+    for t in (2.0, 3.0, 4.0):
+        fold.fold({"kind": "resources", "t": t, "cpu_percent": 99.0, "rss_mb": 100.0})
+        watch.check(home, view.id, fold.loop_records, fold, now=t)
+    assert fold.loop_records == 1 and fold.fields["stalled_since"] is not None
+
+
 # ------------------------------------------------------------------------ through the real worker
 
 
@@ -230,7 +245,8 @@ def test_collapse_warns_flags_the_row_and_the_run_completes(store_home: Path, np
     row = ls_json(home)[run_id]
     assert row["health_flag"] == "warn" and row["health"].startswith("collapse: diversity < 0.1 for 1 epoch")
     listing = ganmgr(home, "ls").stdout.splitlines()
-    assert "HEALTH" in listing[0] and listing[1].rstrip().endswith("warn")
+    at = listing[0].index("HEALTH")  # the HEALTH column (GPU MEM and RSS come after it)
+    assert listing[1][at:].split()[0] == "warn", listing
     assert "health       warn: collapse: diversity < 0.1" in ganmgr(home, "show", str(run_id)).stdout
     events = [e for e in store_runs.list_events(home, run_id) if e.status == "warn"]
     assert len(events) == 1 and events[0].message.startswith("collapse:")  # acts once per streak

@@ -138,13 +138,17 @@ def test_report_writes_one_valid_html_file(store) -> None:
             super().__init__()
             self.stack: list[str] = []
             self.imgs = 0
+            self.gifs = 0
             self.headings: list[str] = []
             self._h = False
 
         def handle_starttag(self, tag, attrs):
             if tag == "img":
                 self.imgs += 1
-                assert dict(attrs)["src"].startswith("data:image/png;base64,")
+                src = dict(attrs)["src"]
+                # PNGs, and the sample grids' animation as one GIF
+                assert src.startswith("data:image/png;base64,") or src.startswith("data:image/gif;base64,")
+                self.gifs += src.startswith("data:image/gif;base64,")
             elif tag not in ("meta", "br", "hr", "link", "col"):
                 self.stack.append(tag)
                 self._h = tag in ("h2",)
@@ -160,7 +164,7 @@ def test_report_writes_one_valid_html_file(store) -> None:
 
     check = Check()
     check.feed(html)
-    assert check.stack == [] and check.imgs >= 10
+    assert check.stack == [] and check.imgs >= 10 and check.gifs == 1
     assert "failed" not in " ".join(check.headings).lower()
 
 

@@ -65,10 +65,15 @@ class ProgressFold:
     # `eval` records as latest and best values (engine/control/eval_summary.py), kept in last_metrics; seeded
     # from the row for a resumed or adopted run, so the best stays the best over all its attempts
     quality: dict[str, Any] = field(default_factory=dict)
+    # records from the training loop itself (everything but the sampler thread's `resources`): the
+    # supervisor's stall watch counts these, since a hung loop's sampler keeps writing
+    loop_records: int = 0
 
     def fold(self, rec: dict[str, Any]) -> None:
         kind = rec.get("kind")
         f = self.fields
+        if kind != RESOURCES:
+            self.loop_records += 1
         if kind == START:
             self.epochs = _int(rec.get("epochs")) or self.epochs
             self.steps_per_epoch = _int(rec.get("steps_per_epoch")) or self.steps_per_epoch

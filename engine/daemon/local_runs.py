@@ -225,7 +225,7 @@ class RunJobs(ProcessJobs[Worker]):
     def follow(self, w: Worker) -> None:
         follow_metrics(self.home, w.key, w.tail, w.fold)
         if w.stall is not None:
-            w.stall.check(self.home, w.key, w.tail.offset, w.fold)
+            w.stall.check(self.home, w.key, w.fold.loop_records, w.fold)
 
     def flush(self, w: Worker) -> None:
         flush_progress(self.home, w.key, w.tail, w.fold)

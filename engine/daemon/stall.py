@@ -61,7 +61,10 @@ class StallWatch:
         return max(self.floor_s, MEDIAN_FACTOR * statistics.median(self.intervals))
 
     def check(self, home: Path, run_id: int, offset: int, fold: ProgressFold, now: float | None = None) -> None:
-        """After a follow: note growth, set or clear the flag (into `fold`, written at the next flush)."""
+        """After a follow: note growth, set or clear the flag (into `fold`, written at the next flush).
+        `offset` only ever grows while the training loop writes: the supervisor passes the count of the
+        loop's records (`ProgressFold.loop_records`), so the resources sampler's records, which a hung loop
+        keeps writing, never hide a stall."""
         now = time.monotonic() if now is None else now
         if self.offset < 0:  # the first look: where the file stands when the watch began
             self.offset, self.grew_at = offset, now
