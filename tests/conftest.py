@@ -102,3 +102,28 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     terminalreporter.write_sep("=", f"{'all' if not n else n} most CPU-hungry tests (setup + call + teardown)")
     for nodeid, seconds in rows[:n] if n else rows:
         terminalreporter.write_line(f"{seconds:8.2f}s cpu  {nodeid}")
+
+
+@pytest.fixture(autouse=True)
+def _torch_global_state() -> Iterator[None]:
+    """Leave torch's process-wide switches as each test found them.
+
+    An in-process Trainer calls `setup_runtime`, which sets the thread count and deterministic algorithms for
+    the whole process (right for a worker, which trains one run); in the test process that leaked into later
+    tests and changed their summation order (the fast path's parity with the course failed only after
+    tests/test_eval_training.py). Only when torch is already imported: the torch-free tests stay torch-free.
+    """
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    grad = torch.is_grad_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    torch.set_grad_enabled(grad)
