@@ -87,9 +87,13 @@ def function_of(key: str, module: str) -> str:
 def results(shard: Shard) -> dict[str, int | None]:
     """The shard's mutants and their exit codes (None: not run yet); empty before mutmut generated them."""
     meta = MUTANTS / (shard.path + ".meta")
-    if not meta.is_file():
+    try:
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+    except FileNotFoundError:
         return {}
-    codes = json.loads(meta.read_text())["exit_code_by_key"]
+    except ValueError:  # mutmut is rewriting it this moment: read again
+        time.sleep(0.5)
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
     return {k: v for k, v in codes.items() if shard.wants(function_of(k, shard.module))}
 
 

@@ -8,7 +8,7 @@
 - idle: the real `ganmgr` left alone in a pseudo-terminal (runs table, then a finished run's screen);
   its CPU use (user+system time from /proc) over a window.
 - charts (not part of `all`: minutes): opening a run with a 1,000,000-line metrics.jsonl and comparing it,
-  today's code against HEAD's, and the ratio to TensorBoard's loader (`bench/tui_charts.py`, issue 16).
+  today's code against the code before issue 16 (`--base`), and the ratio to TensorBoard's loader (`bench/tui_charts.py`, issue 16).
 
 Times are wall-clock on whatever machine runs this (a shared 2-core box gives noisy numbers: the medians
 of several repeats are printed).
@@ -255,6 +255,7 @@ def main() -> None:
     p.add_argument("what", choices=("startup", "refresh", "idle", "charts", "all"), nargs="?", default="all")
     p.add_argument("--lines", type=int, default=1_000_000, help="metrics.jsonl lines for `charts`")
     p.add_argument("--reps", type=int, default=2, help="interleaved rounds for `charts`")
+    p.add_argument("--base", default=None, help="the commit `charts` compares with (default: before issue 16)")
     p.add_argument("--runs", type=int, default=2000, help="runs in the store for `refresh`")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seconds", type=float, default=20.0, help="measuring window for `idle`")
@@ -268,9 +269,9 @@ def main() -> None:
     if args.what in ("idle", "all"):
         bench_idle(args.seconds)
     if args.what == "charts":
-        from bench.tui_charts import bench_charts
+        from bench.tui_charts import BASE, bench_charts
 
-        bench_charts(args.lines, args.reps)
+        bench_charts(args.lines, args.reps, base=args.base or BASE)
 
 
 if __name__ == "__main__":

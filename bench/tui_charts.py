@@ -9,8 +9,9 @@ to TensorBoard's loader (issue 16). Numbers, no asserts.
   chart draws on the way, and the process's peak RSS.
 - compare: the compare screen on that run and a 10,000-line one; CPU until loaded, the process's peak RSS,
   and the UI-thread time of each key (m, e, s, M ...: the action, its draw included).
-Both run in a child process per measurement, for today's code and for HEAD's (a `git archive HEAD` copy,
-same interpreter, same store and files), taking turns (`--reps` rounds), so a loaded machine slows both.
+Both run in a child process per measurement, for today's code and for the code before issue 16 (`--base`,
+default `e76187a`: a `git archive` copy, same interpreter, same store and files), taking turns (`--reps`
+rounds), so a loaded machine slows both.
 - tensorboard: the same scalars (every train metric of every train window, the epoch records' values) in a
   TensorBoard event file written by tensorboard's own writer; CPU of `EventAccumulator.Reload()` and
   `Scalars(tag)` for every tag, against CPU of today's column reader building the run screen's series
@@ -184,8 +185,8 @@ def child(code_root: Path, mode: str, home: Path, big: int, small: int, expected
     raise SystemExit(f"{mode} in {code_root} failed: {out.stderr[-2000:]}")
 
 
-def head_copy(dest: Path) -> Path:
-    data = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=ROOT, capture_output=True,
+def head_copy(dest: Path, rev: str = "HEAD") -> Path:
+    data = subprocess.run(["git", "archive", "--format=tar", rev], cwd=ROOT, capture_output=True,
                           check=True).stdout
     with tarfile.open(fileobj=BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
@@ -204,13 +205,13 @@ def column_reader_cpu(path: Path) -> tuple[float, int]:
     """CPU of today's run-screen data path on `path`: the one reader (orjson) slice by slice, the charts'
     columns picked per slice and added to the bounded series; returns (seconds, scalars charted)."""
     from engine.control.config import RECIPES
-    from engine.control.records import MetricsTail
+    from engine.control.records import PROGRESS, MetricsTail
     from tui.charts.series import RunCharts
 
     spec = RECIPES["acgan-wgangp"]
     charts = RunCharts(losses=spec.loss_metrics, probes=spec.probe_metrics())
     c0 = cpu_now()
-    tail = MetricsTail(path)
+    tail = MetricsTail(path, latest_only=(PROGRESS,))  # as the run screen's follower reads
     added = 0
     while True:
         before = tail.offset
@@ -260,7 +261,12 @@ def tensorboard_cpu(logdir: Path) -> tuple[float, int]:
 # ----------------------------------------------------------------------------------------------- main
 
 
-def bench_charts(lines: int, reps: int, tb_lines: int = 200_000, old_compare_keys: int = 3) -> None:
+# the last commit before issue 16's charts work: what "today" is measured against
+BASE = "e76187a"
+
+
+def bench_charts(lines: int, reps: int, tb_lines: int = 200_000, old_compare_keys: int = 3,
+                 base: str = BASE) -> None:
     from tests.tui_helpers import make_run
 
     tmp = Path(tempfile.mkdtemp(prefix="ganmgr-charts-"))
@@ -272,11 +278,11 @@ def bench_charts(lines: int, reps: int, tb_lines: int = 200_000, old_compare_key
     write_acgan_metrics(Path(small.run_dir) / "metrics.jsonl", 10_000, seed=1)
     size_mb = (Path(big.run_dir) / "metrics.jsonl").stat().st_size / 1e6
     print(f"charts   ({n_big:,} records, {size_mb:.0f} MB acgan-wgangp metrics.jsonl, written in "
-          f"{time.perf_counter() - t:.0f} s; {reps} interleaved rounds, today vs HEAD)")
-    old = head_copy(tmp / "head")
+          f"{time.perf_counter() - t:.0f} s; {reps} interleaved rounds, today vs {base})")
+    old = head_copy(tmp / "head", base)
     res: dict[tuple[str, str], list[dict]] = {}
     for _ in range(reps):
-        for label, root in (("today", ROOT), ("HEAD", old)):
+        for label, root in (("today", ROOT), (base, old)):
             res.setdefault(("open", label), []).append(child(root, "open", home, big.id, small.id, n_big, 0))
             keys = 6 if label == "today" else old_compare_keys
             res.setdefault(("compare", label), []).append(
@@ -285,15 +291,15 @@ def bench_charts(lines: int, reps: int, tb_lines: int = 200_000, old_compare_key
     def med(mode: str, label: str, key: str) -> float:
         return statistics.median(r[key] for r in res[(mode, label)])
 
-    for label in ("today", "HEAD"):
-        print(f"  open a run, {label:<5}  CPU {med('open', label, 'cpu_s'):7.2f} s   wall {med('open', label, 'wall_s'):6.1f} s"
+    for label in ("today", base):
+        print(f"  open a run, {label:<7}  CPU {med('open', label, 'cpu_s'):7.2f} s   wall {med('open', label, 'wall_s'):6.1f} s"
               f"   draws {med('open', label, 'draws'):4.0f}   peak RSS {med('open', label, 'rss_peak_mb'):6.0f} MB "
               f"(app alone {med('open', label, 'rss_before_mb'):.0f} MB)")
-    print(f"  open a run: HEAD / today CPU = {med('open', 'HEAD', 'cpu_s') / med('open', 'today', 'cpu_s'):.1f}x "
+    print(f"  open a run: {base} / today CPU = {med('open', base, 'cpu_s') / med('open', 'today', 'cpu_s'):.1f}x "
           f"(target >= 5x); today's peak RSS {med('open', 'today', 'rss_peak_mb'):.0f} MB (target <= 250 MB)")
-    for label in ("today", "HEAD"):
+    for label in ("today", base):
         keys = [k for r in res[("compare", label)] for k in r["key_s"]]
-        print(f"  compare {n_big:,} + 10k lines, {label:<5}  load CPU {med('compare', label, 'cpu_s'):6.2f} s   "
+        print(f"  compare {n_big:,} + 10k lines, {label:<7}  load CPU {med('compare', label, 'cpu_s'):6.2f} s   "
               f"peak RSS {med('compare', label, 'rss_peak_mb'):6.0f} MB   per key median "
               f"{statistics.median(keys) * 1000:7.1f} ms, max {max(keys) * 1000:7.1f} ms ({len(keys)} keys)")
     print("  compare targets: <= 250 MB, <= 50 ms per key after load")

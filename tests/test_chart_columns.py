@@ -13,7 +13,7 @@ import pytest
 
 from engine.control.columns import column, keys_of
 from engine.control.follow import ProgressFold
-from engine.control.records import MetricsTail, parse_record
+from engine.control.records import MetricsTail, MetricsWriter, parse_record, written_prefix
 from tests.tui_helpers import drive, make_run, open_run, wait_for
 from tui.charts.metric_chart import MetricChart
 from tui.charts.series import CompareSeries, RunCharts, Series, decimate, drawable
@@ -109,6 +109,60 @@ def test_the_follower_picks_chart_columns_and_thins_records(tmp_path: Path) -> N
         for table in ("loss_series", "acc_series"):
             got, want = getattr(charts, table)[axis], getattr(plain, table)[axis]
             assert {k: v.xs for k, v in got.items()} == {k: v.xs for k, v in want.items()}
+
+
+def write_with_the_writer(path: Path, recs: list[dict]) -> None:
+    writer = MetricsWriter(path)
+    for r in recs:
+        writer.write(r)
+    writer.close()
+
+
+def test_every_kind_the_writer_writes_begins_with_its_prefix(tmp_path: Path) -> None:
+    recs = [{"kind": k, "epoch": 1} for k in ("start", "train", "progress", "epoch", "resources", "end")]
+    write_with_the_writer(tmp_path / "m.jsonl", recs)
+    lines = (tmp_path / "m.jsonl").read_bytes().splitlines()
+    assert [ln.startswith(written_prefix(r["kind"])) for ln, r in zip(lines, recs)] == [True] * len(recs)
+    assert not lines[1].startswith(written_prefix("progress"))  # "train" is not a prefix of "training"...
+    assert not b'{"kind":"trainer"}'.startswith(written_prefix("train"))  # ...nor of a longer kind
+
+
+@pytest.mark.parametrize("max_bytes", [300, 1 << 20])
+def test_latest_only_returns_every_other_record_and_the_last_progress_of_each_read(
+        tmp_path: Path, max_bytes: int) -> None:
+    recs = gan_records(12)
+    path = tmp_path / "metrics.jsonl"
+    write_with_the_writer(path, recs)
+    plain, thin = MetricsTail(path), MetricsTail(path, latest_only=("progress",))
+    reads = 0
+    while True:
+        before = plain.offset
+        whole = plain.read_new(max_bytes)
+        got = thin.read_new(max_bytes)
+        assert thin.offset == plain.offset  # the same lines were read
+        progress = [r for r in whole if r["kind"] == "progress"]
+        assert got == [r for r in whole if r["kind"] != "progress" or r is progress[-1]]
+        reads += 1
+        if plain.offset == before:
+            break
+    n_progress = sum(r["kind"] == "progress" for r in recs)
+    assert thin.skipped > 0 and thin.skipped <= n_progress - (1 if max_bytes > 1000 else 0)
+    assert reads > (10 if max_bytes == 300 else 1)
+
+
+def test_the_follower_skips_progress_lines_yet_counts_every_record(tmp_path: Path) -> None:
+    recs = gan_records(5)
+    write_with_the_writer(tmp_path / "metrics.jsonl", recs)
+    charts = RunCharts(losses=("gp",))
+    follower = RunFollower(tmp_path, batch=charts.batch)
+    up = follower.poll()
+    assert follower.metrics.skipped == sum(r["kind"] == "progress" for r in recs) - 1
+    assert up.seen == len(recs) and up.records == fold_subset(recs)
+    charts.extend(up.chart, up.seen)
+    plain = RunCharts(losses=("gp",))
+    plain.ingest(recs)
+    assert charts.records_seen == plain.records_seen == len(recs)
+    assert charts.loss_series["step"]["gp"].ys == plain.loss_series["step"]["gp"].ys
 
 
 def test_compare_series_are_built_slice_by_slice(tmp_path: Path) -> None:

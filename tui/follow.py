@@ -47,7 +47,9 @@ class RunFollower:
                  batch: Callable[[list[dict[str, Any]]], Any] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.batch = batch  # picks the charts' columns of each slice here, on the follower's thread
-        self.metrics = MetricsTail(self.run_dir / "metrics.jsonl", metrics_offset)
+        # with a batch only the last progress record of a slice is kept (`fold_subset`): skip the rest unparsed
+        self.metrics = MetricsTail(self.run_dir / "metrics.jsonl", metrics_offset,
+                                   latest_only=(PROGRESS,) if batch is not None else ())
         self.log_offset: int | None = None  # None: not opened yet (start near the end)
         self._log_identity: tuple[int, int] | None = None
         self._images: list[str] | None = None
@@ -55,9 +57,9 @@ class RunFollower:
     def poll(self) -> FollowUpdate:
         up = FollowUpdate()
         resets = self.metrics.resets
-        before = self.metrics.offset
+        before, skipped = self.metrics.offset, self.metrics.skipped
         up.records = self.metrics.read_new(MAX_READ)
-        up.seen = len(up.records)
+        up.seen = len(up.records) + self.metrics.skipped - skipped
         if self.batch is not None and up.records:
             up.chart = self.batch(up.records)
             up.records = fold_subset(up.records)

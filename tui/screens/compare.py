@@ -16,7 +16,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from engine.control.records import MetricsTail
+from engine.control.records import PROGRESS, MetricsTail
 from store.views import RunView
 from tui.charts.compare_data import default_metric, differing_keys
 from tui.charts.metric_chart import PALETTE, MetricChart
@@ -81,7 +81,8 @@ class CompareScreen(GanmgrScreen[None]):
         for r in self.runs:
             out[r.id] = data = CompareSeries()
             if r.run_dir:
-                tail = MetricsTail(Path(r.run_dir) / "metrics.jsonl")
+                # the series are train and epoch records: progress lines (a third) are skipped unparsed
+                tail = MetricsTail(Path(r.run_dir) / "metrics.jsonl", latest_only=(PROGRESS,))
                 while True:  # slice by slice: never the whole file's records at once
                     before = tail.offset
                     records = tail.read_new()

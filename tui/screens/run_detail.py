@@ -243,7 +243,7 @@ class RunScreen(RunActions, GanmgrScreen[None]):
             # Back off while the app is behind on its messages (a huge backlog being read).
             backlog = self.app.message_queue_size + self.message_queue_size
             base = IDLE_POLL_S if finished else POLL_S
-            delay = 0.05 if more and backlog < 20 else base * (4 if backlog > 50 else 1)
+            delay = 0.01 if more and backlog < 20 else base * (4 if backlog > 50 else 1)
             self._stop.wait(delay)
 
     @on(Pending)
