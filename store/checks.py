@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from store.errors import StoreError
 from store.lifecycle import STATUSES, TERMINAL_STATUSES
@@ -312,3 +312,23 @@ def notify_wanted(event: str, notify_on: list[str] | None, run_seconds: float | 
 def _check_notify_cursor(value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise StoreError(f"notify_cursor must be a run event id (an integer >= 0), not {value!r}")
+
+
+V = TypeVar("V")
+
+
+def find_by_ref(ref: str | int, by_id: Callable[[int], V | None], by_name: Callable[[str], Sequence[V]]) -> V:
+    """A run by numeric id or exact name: an id wins when both could match; no match or a name shared by
+    several runs is a StoreError. The one rule of both read paths (`store.runs`, `store.read_view`)."""
+    text = str(ref).strip()
+    if text.isascii() and text.isdigit() and len(text) <= 18:
+        found = by_id(int(text))
+        if found is not None:
+            return found
+    rows = by_name(text)
+    if not rows:
+        raise StoreError(f"no run {quote(text)}")
+    if len(rows) > 1:
+        ids = ", ".join(str(r.id) for r in rows)  # type: ignore[attr-defined]
+        raise StoreError(f"run name {quote(text)} is ambiguous: ids {ids}; use an id")
+    return rows[0]

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from store.checks import normalize_tags, quote
+from store.checks import find_by_ref, normalize_tags, quote
 from store.errors import StoreError
 from store.lifecycle import ACTIVE_STATUSES, check_statuses
 from store.location import db_path
@@ -119,18 +119,14 @@ class ReadView:
 
     def find_run(self, ref: str | int) -> RunView:
         """`store.runs.find_run`: a run by numeric id or exact name (an id wins when both could match)."""
-        text = str(ref).strip()
-        if text.isascii() and text.isdigit() and len(text) <= 18:
-            rows = self._rows("SELECT * FROM runs WHERE id = ?", (int(text),))
-            if rows:
-                return RunView.from_row(rows[0])
-        rows = self._rows("SELECT * FROM runs WHERE name = ? ORDER BY id", (text,))
-        if not rows:
-            raise StoreError(f"no run {quote(text)}")
-        if len(rows) > 1:
-            ids = ", ".join(str(r.id) for r in rows)
-            raise StoreError(f"run name {quote(text)} is ambiguous: ids {ids}; use an id")
-        return RunView.from_row(rows[0])
+        def by_id(run_id: int) -> RunView | None:
+            rows = self._rows("SELECT * FROM runs WHERE id = ?", (run_id,))
+            return RunView.from_row(rows[0]) if rows else None
+
+        def by_name(name: str) -> list[RunView]:
+            return [RunView.from_row(r) for r in self._rows("SELECT * FROM runs WHERE name = ? ORDER BY id", (name,))]
+
+        return find_by_ref(ref, by_id, by_name)
 
     def list_events(self, run_id: int) -> list[RunEventView]:
         return [RunEventView.from_row(r)

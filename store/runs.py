@@ -30,8 +30,8 @@ from store.checks import (
     check_rel_path,
     check_run_name,
     check_text,
+    find_by_ref,
     normalize_tags,
-    quote,
     to_json,
 )
 from store.db import get_row, read_session, write_session
@@ -237,19 +237,15 @@ def get_run(home: Path, run_id: int) -> RunView | None:
 
 def find_run(home: Path, ref: str | int) -> RunView:
     """A run by numeric id or exact name (an id wins when both could match)."""
-    text = str(ref).strip()
     with read_session(home) as s:
-        if text.isascii() and text.isdigit() and len(text) <= 18:
-            row = s.get(Run, int(text))
-            if row is not None:
-                return RunView.from_row(row)
-        rows = s.exec(select(Run).where(Run.name == text).order_by(col(Run.id))).all()
-        if not rows:
-            raise StoreError(f"no run {quote(text)}")
-        if len(rows) > 1:
-            ids = ", ".join(str(r.id) for r in rows)
-            raise StoreError(f"run name {quote(text)} is ambiguous: ids {ids}; use an id")
-        return RunView.from_row(rows[0])
+        def by_id(run_id: int) -> RunView | None:
+            row = s.get(Run, run_id)
+            return None if row is None else RunView.from_row(row)
+
+        def by_name(name: str) -> list[RunView]:
+            return [RunView.from_row(r) for r in s.exec(select(Run).where(Run.name == name).order_by(col(Run.id)))]
+
+        return find_by_ref(ref, by_id, by_name)
 
 
 def list_runs(

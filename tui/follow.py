@@ -113,29 +113,27 @@ LATEST_WINS = frozenset({TRAIN, PROGRESS})
 def fold_subset(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records a live fold needs, in order: all but train and progress records, and the last of each
     of those (folding them in order gives the same state as folding them all)."""
-    last: dict[str, int] = {}
-    for i in range(len(records) - 1, -1, -1):
-        kind = records[i].get("kind")
-        if kind in LATEST_WINS and kind not in last:
-            last[kind] = i
-            if len(last) == len(LATEST_WINS):
-                break
-    keep = set(last.values())
+    keep = _last_of_each(records, LATEST_WINS)
     return [r for i, r in enumerate(records) if i in keep or r.get("kind") not in LATEST_WINS]
 
 
 def title_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records that give a live fold its step and progress, in order: every start and end record, and
     the last progress, train and epoch record (each sets the step; the last of them sets it last)."""
+    keep = _last_of_each(records, _STEP_LATEST)
+    return [r for i, r in enumerate(records) if i in keep or r.get("kind") in (START, END)]
+
+
+def _last_of_each(records: list[dict[str, Any]], kinds: frozenset[str]) -> set[int]:
+    """The index of the last record of each of `kinds` (scanning back from the end, stopping once all are found)."""
     last: dict[str, int] = {}
     for i in range(len(records) - 1, -1, -1):
         kind = records[i].get("kind")
-        if kind in _STEP_LATEST and kind not in last:
+        if kind in kinds and kind not in last:
             last[kind] = i
-            if len(last) == len(_STEP_LATEST):
+            if len(last) == len(kinds):
                 break
-    keep = set(last.values())
-    return [r for i, r in enumerate(records) if i in keep or r.get("kind") in (START, END)]
+    return set(last.values())
 
 
 _STEP_LATEST = frozenset({PROGRESS, TRAIN, EPOCH})
