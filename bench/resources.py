@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.train_speed import run_steps as steps
+
 
 def small_npz(path: Path, n_train: int) -> Path:
     """A slice of the synthetic shapes as an npz: the timed steps need a few batches, not the 24,000-image set."""
@@ -54,13 +56,6 @@ def build_trainer(args: argparse.Namespace, workdir: Path):
     return trainer
 
 
-def steps(t, n: int) -> None:
-    for _ in range(n):
-        if t.order is None or t.batch >= t.steps_per_epoch:
-            t.batch = 0
-            t.order = None
-            t.begin_epoch()
-        t.run_step()
 
 
 def timed(t, n: int, bs: int, sampler) -> tuple[float, float]:

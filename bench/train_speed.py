@@ -163,6 +163,17 @@ def _mb(n: int | None) -> float | None:
     return None if n is None else round(n / 2**20, 1)
 
 
+
+def run_steps(t, n: int) -> None:
+    """`n` training steps of trainer `t`, starting a new epoch (its order and lr) whenever one is used up."""
+    for _ in range(n):
+        if t.order is None or t.batch >= t.steps_per_epoch:
+            t.batch = 0
+            t.order = None
+            t.begin_epoch()
+        t.run_step()
+
+
 class EngineSide:
     """ganmgr's Trainer, driven through `run_step` exactly as its epoch loop drives it.
 
@@ -200,13 +211,7 @@ class EngineSide:
         self.worker_pids: Callable[[], list[int]] = list  # processes whose CPU time counts (a variant's loader)
 
     def _steps(self, n: int) -> None:
-        t = self.trainer
-        for _ in range(n):
-            if t.order is None or t.batch >= t.steps_per_epoch:
-                t.batch = 0
-                t.order = None
-                t.begin_epoch()
-            t.run_step()
+        run_steps(self.trainer, n)
 
     def run(self, warmup: int, steps: int) -> Timing:
         t = self.trainer

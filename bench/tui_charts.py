@@ -21,7 +21,6 @@ rounds), so a loaded machine slows both.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import resource
@@ -36,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from tests.tui_helpers import train_record
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSSES = ("gp", "d_fake_source", "d_real_source", "d_real_class", "d_fake_class", "gen_source", "gen_class")
@@ -69,16 +70,7 @@ def write_acgan_metrics(path: Path, lines: int, seed: int = 0) -> int:
             sums = dict.fromkeys(LOSSES, 0.0)
             for w in range(WINDOWS):
                 step += STEPS_PER_WINDOW
-                x = step / 4000.0
-                rec: dict[str, Any] = {"kind": "train", "epoch": e, "step": step}
-                rec["gp"] = 0.5 * math.exp(-x) + 0.05 * rng.random()
-                rec["d_fake_source"] = -2.0 + math.sin(x) + 0.2 * rng.random()
-                rec["d_real_source"] = 2.0 - math.sin(x) + 0.2 * rng.random()
-                rec["d_real_class"] = 2.3 * math.exp(-x / 3) + 0.1 * rng.random()
-                rec["d_fake_class"] = 2.3 * math.exp(-x / 4) + 0.1 * rng.random()
-                rec["gen_source"] = -rec["d_fake_source"]
-                rec["gen_class"] = rec["d_fake_class"]
-                rec["acc"] = min(99.0, 10 + 80 * (1 - math.exp(-x / 2)) + 5 * rng.random())
+                rec = train_record(step, e, rng, scale=4000.0)
                 if rng.random() < 1e-4:
                     rec["gp"] = 40.0  # a rare spike the charts must still show
                 for k in LOSSES:

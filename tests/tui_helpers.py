@@ -67,8 +67,9 @@ def runs_in_every_status(home: Path) -> dict[str, RunView]:
     return out
 
 
-def train_record(step: int, epoch: int, rng: random.Random) -> dict[str, Any]:
-    t = step / 100.0
+def train_record(step: int, epoch: int, rng: random.Random, scale: float = 100.0) -> dict[str, Any]:
+    """An acgan-wgangp train window at `step` whose curves move on a time scale of `scale` steps."""
+    t = step / scale
     rec: dict[str, Any] = {"kind": "train", "epoch": epoch, "step": step}
     rec["gp"] = 0.5 * math.exp(-t) + 0.05 * rng.random()
     rec["d_fake_source"] = -2.0 + math.sin(t) + 0.2 * rng.random()
