@@ -198,6 +198,16 @@ def test_npz_class_names_are_used(tmp_path):
     assert load_splits(f"npz:{path}").classes == CIFAR10_CLASSES
 
 
+def test_the_viewer_names_an_npz_s_classes_as_the_loader_does(tmp_path):
+    from engine.control.class_names import dataset_class_names
+
+    named = write_npz(tmp_path / "named.npz", classes=np.array(CIFAR10_CLASSES))
+    plain = write_npz(tmp_path / "plain.npz")
+    for path in (named, plain):
+        assert dataset_class_names(f"npz:{path}") == load_splits(f"npz:{path}").classes
+    assert dataset_class_names(f"npz:{tmp_path / 'gone.npz'}") is None
+
+
 @pytest.mark.parametrize("name,shape,channels,classes", [
     ("cifar10-subset.npz", (5085, 3, 32, 32), 3, 10),
     ("mnist-subset.npz", (8000, 1, 28, 28), 1, 10),

@@ -2,7 +2,8 @@
 class-conditional grid, and what the loaders (engine/compute/data) give their `Splits`.
 
 The built-in sets have fixed names (the embedded shapes, CIFAR-10's, MNIST's digits); an `npz:` file may
-carry a `classes` array; an image folder's classes are its top-level subfolders, sorted (the loader's rule).
+carry a `classes` array, and without one its classes are named by their ids, counted by the loaders' label
+rule (`label_range`); an image folder's classes are its top-level subfolders, sorted (the loader's rule).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.control.datasets import IMAGEFOLDER, SYNTHETIC_SHAPES
+from engine.control.datasets import IMAGEFOLDER, SYNTHETIC_SHAPES, label_range
 
 # The synthetic set's classes, in label order; each is a shape a person tells apart at a glance.
 SYNTHETIC_CLASSES: tuple[str, ...] = (
@@ -27,7 +28,7 @@ MNIST_CLASSES: tuple[str, ...] = tuple(str(d) for d in range(10))
 
 def dataset_class_names(dataset: str) -> tuple[str, ...] | None:
     """The names of `dataset`'s classes in label order; None when they cannot be known without loading the
-    data (an npz without a `classes` array, a folder that is gone)."""
+    data (an npz that cannot be read, a folder that is gone)."""
     spec = dataset.strip()
     if spec in SYNTHETIC_SHAPES:
         return SYNTHETIC_CLASSES
@@ -45,10 +46,11 @@ def dataset_class_names(dataset: str) -> tuple[str, ...] | None:
 def _npz_class_names(path: Path) -> tuple[str, ...] | None:
     try:
         with np.load(path, allow_pickle=False) as z:
-            if "classes" not in z.files:
-                return None
-            return tuple(str(c) for c in z["classes"].tolist())
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+            if "classes" in z.files:
+                return tuple(str(c) for c in z["classes"].tolist())
+            count, _ = label_range(z["y_train"], z["y_test"], None)  # the labels only, not the images
+            return tuple(str(i) for i in range(count))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         return None
 
 
