@@ -1,14 +1,15 @@
-"""`python -m bench.cli_startup [--runs N] [--reps R]`: the CPU a `ganmgr ls` / `ganmgr show ID` costs.
+"""`python -m bench.cli_startup [--runs N] [--reps R] [--base REV]`: the CPU a `ganmgr ls` / `ganmgr show ID` costs.
 
 Issue 16 measured ≈1 s of CPU per command whatever the store size (importing SQLAlchemy/SQLModel was 0.8 s
 of it); the target is ≤ 0.35 s for `ls` and `show` on a 1,000-run store. This builds such a store in a
 temp HOME through the store API (finished runs with real resolved configs, tags, notes, last metrics and
 their history, one run folder with a best checkpoint record), then takes turns, R times: `python -c pass`,
-today's `ganmgr ls` and `ganmgr show ID`, and the same two commands of HEAD's code (a `git archive HEAD`
-copy in a temp folder, run by the same interpreter against the same store). CPU time is user + system of
+today's `ganmgr ls` and `ganmgr show ID`, and the same two commands of a base commit's code (`--base`,
+default the commit before issue 16: a `git archive` copy in a temp folder, run by the same interpreter
+against the same store). CPU time is user + system of
 the child process (os.wait4), so a loaded machine stretches the wall time, not the figure.
 
-Prints per command the median and min CPU seconds, the ratio to `python -c pass` and the ratio of HEAD's
+Prints per command the median and min CPU seconds, the ratio to `python -c pass` and the ratio of the base's
 code to today's. Numbers on whatever machine runs this: not a test.
 """
 
@@ -20,11 +21,10 @@ import random
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
-from io import BytesIO
 from pathlib import Path
 
+from bench.code_copy import BEFORE_ISSUE_16, code_copy
 from engine.control.config import RECIPES, resolve_config
 from store import runs as store_runs
 from store.db import dispose_engines
@@ -55,15 +55,6 @@ def build_store(home: Path, n: int) -> int:
     return n // 2
 
 
-def head_copy(dest: Path) -> Path:
-    """HEAD's code (tracked files only) in `dest`, from `git archive` (the working tree is not touched)."""
-    data = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=ROOT, capture_output=True,
-                          check=True).stdout
-    with tarfile.open(fileobj=BytesIO(data)) as tar:
-        tar.extractall(dest, filter="data")
-    return dest
-
-
 def run_cpu(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
     """User + system CPU of one child process (os.wait4 on it), output checked and dropped."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -83,20 +74,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--base", default=BEFORE_ISSUE_16, help="the commit today is compared with")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="ganmgr-cli-bench-") as tmp:
         tmp_path = Path(tmp)
         home = tmp_path / "home" / "runs"
         env = {**os.environ, "HOME": str(tmp_path / "home"), "GANMGR_HOME": str(home)}
         show_id = build_store(home, a.runs)
-        old = head_copy(tmp_path / "head")
+        old = code_copy(tmp_path / "base", a.base)
         py = sys.executable
         cases: dict[str, tuple[list[str], Path]] = {
             "python -c pass": ([py, "-c", "pass"], ROOT),
             "ls (today)": ([py, "-m", "tui.cli.main", "ls"], ROOT),
             "show (today)": ([py, "-m", "tui.cli.main", "show", str(show_id)], ROOT),
-            "ls (HEAD)": ([py, "-m", "tui.cli.main", "ls"], old),
-            "show (HEAD)": ([py, "-m", "tui.cli.main", "show", str(show_id)], old),
+            "ls (base)": ([py, "-m", "tui.cli.main", "ls"], old),
+            "show (base)": ([py, "-m", "tui.cli.main", "show", str(show_id)], old),
         }
         times: dict[str, list[float]] = {k: [] for k in cases}
         for argv, cwd in cases.values():  # a warm-up of each: the page cache, the .pyc files
@@ -105,12 +97,12 @@ def main() -> None:
             for name, (argv, cwd) in cases.items():
                 times[name].append(run_cpu(argv, cwd, env))
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"CPU seconds (user+sys) on a {a.runs}-run store, {a.reps} interleaved rounds")
+    print(f"CPU seconds (user+sys) on a {a.runs}-run store, {a.reps} interleaved rounds; base = {a.base}")
     for name, v in times.items():
         print(f"  {name:<16} median {med[name]:.3f}  min {min(v):.3f}  "
               f"x{med[name] / med['python -c pass']:.1f} of python -c pass")
     for cmd in ("ls", "show"):
-        print(f"  {cmd}: HEAD / today = {med[f'{cmd} (HEAD)'] / med[f'{cmd} (today)']:.1f}x; "
+        print(f"  {cmd}: base / today = {med[f'{cmd} (base)'] / med[f'{cmd} (today)']:.1f}x; "
               f"target today <= 0.35 s: {'met' if med[f'{cmd} (today)'] <= 0.35 else 'NOT met'}")
 
 

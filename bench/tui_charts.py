@@ -27,15 +27,14 @@ import resource
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from bench.code_copy import BEFORE_ISSUE_16, code_copy
 from tests.tui_helpers import train_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,14 +176,6 @@ def child(code_root: Path, mode: str, home: Path, big: int, small: int, expected
     raise SystemExit(f"{mode} in {code_root} failed: {out.stderr[-2000:]}")
 
 
-def head_copy(dest: Path, rev: str = "HEAD") -> Path:
-    data = subprocess.run(["git", "archive", "--format=tar", rev], cwd=ROOT, capture_output=True,
-                          check=True).stdout
-    with tarfile.open(fileobj=BytesIO(data)) as tar:
-        tar.extractall(dest, filter="data")
-    return dest
-
-
 # -------------------------------------------------------------------------------------- tensorboard
 
 
@@ -253,8 +244,7 @@ def tensorboard_cpu(logdir: Path) -> tuple[float, int]:
 # ----------------------------------------------------------------------------------------------- main
 
 
-# the last commit before issue 16's charts work: what "today" is measured against
-BASE = "e76187a"
+BASE = BEFORE_ISSUE_16  # what "today" is measured against
 
 
 def bench_charts(lines: int, reps: int, tb_lines: int = 200_000, old_compare_keys: int = 3,
@@ -271,7 +261,7 @@ def bench_charts(lines: int, reps: int, tb_lines: int = 200_000, old_compare_key
     size_mb = (Path(big.run_dir) / "metrics.jsonl").stat().st_size / 1e6
     print(f"charts   ({n_big:,} records, {size_mb:.0f} MB acgan-wgangp metrics.jsonl, written in "
           f"{time.perf_counter() - t:.0f} s; {reps} interleaved rounds, today vs {base})")
-    old = head_copy(tmp / "head", base)
+    old = code_copy(tmp / "base", base)
     res: dict[tuple[str, str], list[dict]] = {}
     for _ in range(reps):
         for label, root in (("today", ROOT), (base, old)):
