@@ -239,7 +239,7 @@ def test_cancel_a_running_job_shows_progress_then_stops_it(store) -> None:
 
 def test_a_job_outlives_its_supervisor(store) -> None:
     """kill -9 of the supervisor mid-job: the next command's supervisor adopts the job and records its end."""
-    job = submit_viz(store.home, store.base, "max_class", assignments=["iterations=400", "device=cpu"])
+    job = submit_viz(store.home, store.base, "max_class", assignments=["iterations=150", "device=cpu"])
     running = wait_status(store.home, job.id, ("running",), pred=lambda j: j.pid is not None)
     sup = [int(p) for p in subprocess.run(["pgrep", "-f", f"engine.supervisor --home {store.home}"],
                                           capture_output=True, text=True).stdout.split()]
