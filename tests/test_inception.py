@@ -208,10 +208,10 @@ def test_a_viz_job_without_usable_weights_skips_fid_with_one_line(weights, tmp_p
 
 @pytest.mark.slow
 def test_a_viz_job_with_weights_reports_fid_kid_is_marked_and_caches_the_real_set(weights, tmp_path):
-    from engine.compute.viz.fidelity import inception_scores, real_fingerprint
+    from engine.compute.viz.fidelity import inception_scores, real_test_fingerprint
 
     job = viz_job(tmp_path, str(weights), True)
-    key = real_fingerprint({"dataset": "synthetic"}, "test", 8, [3, 32, 32])
+    key = real_test_fingerprint({"dataset": "synthetic"}, 8, [3, 32, 32])
     out = inception_scores(job, images(5, 8), lambda: images(6, 8), key)
     assert out["fid"] > 0 and out["inception_kid"] is not None and out["inception_score"] >= 1.0
     assert out["uncalibrated"] is True and (out["fid_n"], out["fid_n_real"]) == (8, 8) and "computed" in out["note"]

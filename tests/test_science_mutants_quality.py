@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -26,7 +27,7 @@ from engine.compute.data.splits import Splits
 from engine.compute.mode_collapse import class_spread
 from engine.compute.models.acgan import ACGANDConfig, ACGANDiscriminator, ACGANGConfig, ACGANGenerator
 from engine.compute.viz import quality
-from engine.compute.viz.fidelity import skipped
+from engine.compute.viz.fidelity import real_test_fingerprint, skipped
 from engine.compute.viz.frechet import (
     _psd_sqrt,
     frechet_distance,
@@ -339,3 +340,54 @@ def test_quality_job_with_too_few_real_images_notes_why_and_without_weights_skip
                             baseline=False)
     with pytest.raises(JobFailed, match="needs a baseline run"):
         quality.run(job)
+
+
+def test_quality_job_scores_fid_on_its_samples_against_the_test_set_under_evaluations_cache_key(tmp_path,
+                                                                                                  monkeypatch):
+    """With fid on, the Inception scorer gets the generated images, the real test images and the cache key
+    training's evaluation uses for the same test split (one cache entry, comparable FIDs). Without weights
+    here, the real `inception_scores` still runs and skips; it is watched, not replaced."""
+    seen: list[tuple] = []
+    real_scores = quality.inception_scores
+
+    def watched(job, generated, real_images, key):
+        seen.append((generated.clone(), real_images(), key))
+        return real_scores(job, generated, real_images, key)
+
+    monkeypatch.setattr(quality, "inception_scores", watched)
+    x_test = np.random.default_rng(11).integers(0, 256, size=(5, 3, 32, 32), dtype=np.uint8)  # 5: not C
+    job, gan, scorer = quality_job(tmp_path, {"n_per_class": 2, "seed": 4, "fid": True}, x_test, np.arange(5) % 3)
+    result = quality.run(job)
+    assert result["fid"] is None and result["note"].startswith("FID/IS skipped")
+    [(generated, real, key)] = seen
+    z, _ = course_noise(2, 3, 4)
+    with torch.no_grad():
+        assert torch.allclose(generated, gan.G(z), atol=1e-6)
+    assert torch.equal(real, torch.from_numpy(x_test).float() / 127.5 - 1.0)
+    assert key == real_test_fingerprint({"dataset": "synthetic", "data_root": None}, 5, [3, 32, 32])
+    assert key != real_test_fingerprint({"dataset": "synthetic", "data_root": None}, 3, [3, 32, 32])
+
+
+def test_class_accuracy_figure_shows_each_class_bar_the_overall_and_chance_lines_and_the_fd():
+    result = {"per_class_accuracy": {"owl": 90.0, "cat": 20.0, "dog": 55.5}, "accuracy": 55.17, "fd": 12.345,
+              "n": 33}
+    fig = quality.class_accuracy_figure(result, CLASSES, "clf classifying samples of gan")
+    try:
+        [ax] = fig.axes
+        bars = ax.patches
+        assert [b.get_height() for b in bars] == [20.0, 55.5, 90.0]  # in the classes' order, not the dict's
+        assert [b.get_x() + b.get_width() / 2 for b in bars] == pytest.approx([0, 1, 2])
+        assert [t.get_text() for t in ax.get_xticklabels()] == CLASSES
+        lines = {ln.get_label(): ln.get_ydata() for ln in ax.get_lines()}
+        assert set(lines) == {"overall 55.2%", "chance"}
+        assert list(lines["overall 55.2%"]) == [55.17, 55.17] and list(lines["chance"]) == [100 / 3, 100 / 3]
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["overall 55.2%", "chance"]
+        assert ax.get_ylim() == (0.0, 100.0) and ax.get_ylabel() == "classified as its class (%)"
+        assert ax.get_title() == "clf classifying samples of gan (FD 12.3 at n=33)"
+    finally:
+        plt.close(fig)
+    fig = quality.class_accuracy_figure({**result, "fd": None}, CLASSES, "x")
+    try:
+        assert fig.axes[0].get_title() == "x (no FD)"
+    finally:
+        plt.close(fig)

@@ -38,10 +38,11 @@ def skipped(reason: str) -> dict[str, Any]:
     return {**dict.fromkeys(SCORE_KEYS.values()), "note": f"{SKIPPED}: {reason}"}
 
 
-def real_fingerprint(cfg: Mapping[str, Any], split: str, n: int, shape: Sequence[int]) -> str:
-    """The cache key of `n` images of `split` of a run's data, as the run's models see them (`shape`
-    [C, H, W] after conforming; `classes` kept)."""
-    return data_fingerprint(str(cfg.get("dataset", "")), cfg.get("data_root"), split, n,
+def real_test_fingerprint(cfg: Mapping[str, Any], n: int, shape: Sequence[int]) -> str:
+    """The Inception cache key of the `n` test images of a run's data, as the run's models see them (`shape`
+    [C, H, W] after conforming; `classes` kept). The `quality` job and training's evaluation both score
+    against the test split and use this key, so they share one cache entry and their FIDs are comparable."""
+    return data_fingerprint(str(cfg.get("dataset", "")), cfg.get("data_root"), "test", n,
                             shape=list(shape), classes=cfg.get("classes"))
 
 

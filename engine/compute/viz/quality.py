@@ -22,12 +22,13 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from engine.compute.classifier_score import FEATURE_LAYER, classifier_scores, classify
 from engine.compute.data.device_data import to_unit_range
 from engine.compute.mode_collapse import class_spread
 from engine.compute.recipes.acgan import class_noise
-from engine.compute.viz.fidelity import inception_scores, real_fingerprint, skipped
+from engine.compute.viz.fidelity import inception_scores, real_test_fingerprint, skipped
 from engine.compute.viz.job import Job, JobFailed
 from engine.compute.viz.loading import LoadedRun, load_run, load_test_data
 from engine.compute.viz.render import save_figure, save_image_grid
@@ -65,6 +66,26 @@ def check_pair(gan: LoadedRun, scorer: LoadedRun) -> None:
                         f"images {gan.data_shape}); pick a baseline run on the same data set")
 
 
+def class_accuracy_figure(result: dict[str, Any], classes: list[str], what: str) -> Figure:
+    """The per-class GAN-test accuracy as bars (in `classes` order, 0-100 %), the overall accuracy and
+    chance (100 / classes) as lines, the FD and its n in the title: what class_accuracy.png shows."""
+    nc = len(classes)
+    per_class = result["per_class_accuracy"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * nc), 3.8))
+    xs = np.arange(nc)
+    ax.bar(xs, [per_class[c] for c in classes], color="C0")
+    ax.axhline(result["accuracy"], color="C3", lw=1, ls="--", label=f"overall {result['accuracy']:.1f}%")
+    ax.axhline(100.0 / nc, color="grey", lw=0.8, ls=":", label="chance")
+    ax.set_xticks(xs, classes, rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("classified as its class (%)")
+    fd = f"FD {result['fd']:.3g} at n={result['n']}" if result["fd"] is not None else "no FD"
+    ax.set_title(f"{what} ({fd})", fontsize=10)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
 def run(job: Job) -> dict[str, Any]:
     gan = load_run(job, job.run_dir, job.checkpoint)
     if job.baseline_run_dir is None:
@@ -90,9 +111,8 @@ def run(job: Job) -> dict[str, Any]:
     }
     if "note" in scores:
         result["fd_note"] = scores["note"]
-    per_class = result["per_class_accuracy"]
     if p["fid"]:
-        key = real_fingerprint(scorer.config, "test", int(real.shape[0]), scorer.data_shape)
+        key = real_test_fingerprint(scorer.config, int(real.shape[0]), scorer.data_shape)
         result.update(inception_scores(job, images, lambda: real, key))  # FID/KID/IS, or None and why
     else:
         result.update(skipped("fid=false"))
@@ -103,18 +123,7 @@ def run(job: Job) -> dict[str, Any]:
     save_image_grid(images[order], path, nrow=nc)
     job.artifact(path, "generated samples scored (one column per class)")
 
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * nc), 3.8))
-    xs = np.arange(nc)
-    ax.bar(xs, [per_class[c] for c in gan.classes], color="C0")
-    ax.axhline(result["accuracy"], color="C3", lw=1, ls="--", label=f"overall {result['accuracy']:.1f}%")
-    ax.axhline(100.0 / nc, color="grey", lw=0.8, ls=":", label="chance")
-    ax.set_xticks(xs, gan.classes, rotation=30, ha="right", fontsize=8)
-    ax.set_ylim(0, 100)
-    ax.set_ylabel("classified as its class (%)")
-    fd = f"FD {result['fd']:.3g} at n={result['n']}" if result["fd"] is not None else "no FD"
-    ax.set_title(f"{scorer.name} classifying samples of {gan.name} ({fd})", fontsize=10)
-    ax.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
+    fig = class_accuracy_figure(result, gan.classes, f"{scorer.name} classifying samples of {gan.name}")
     path = job.path("class_accuracy.png")
     save_figure(fig, path)
     job.artifact(path, "per-class accuracy on generated samples")
