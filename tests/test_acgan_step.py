@@ -1,7 +1,7 @@
 """The engine's G and D steps against an independent, straightforward transcription of the course's code.
 
 Same weights, same batch, same random draws: the five D terms, the generator terms and the parameters after
-the Adam step must agree to 1e-5 (relative) in fp32 on the CPU.
+the Adam step must agree to 1e-5 (relative) in fp32 on the CPU (the gradient penalty to 1e-4: see the D test).
 """
 
 from __future__ import annotations
@@ -54,9 +54,13 @@ def test_discriminator_step_matches_the_course(trainer):
     disc_cost.backward()
     opt.step()
 
-    for ours, theirs in [(gp, gradient_penalty), (dfs, disc_fake_source), (drs, disc_real_source),
-                         (drc, disc_real_class), (dfc, disc_fake_class)]:
-        assert close(ours, theirs.detach()), (float(ours), float(theirs))
+    for ours, theirs in [(dfs, disc_fake_source), (drs, disc_real_source), (drc, disc_real_class),
+                         (dfc, disc_fake_class)]:
+        assert close(ours, theirs.detach()), (float(ours), float(theirs.detach()))
+    # the penalty lam * (|grad| - 1)^2 triples the relative rounding of |grad| (about 3 here), and the CPU's
+    # convolution double-backward rounds differently from one process to the next (1.1e-5 relative seen in 1
+    # run of 15): 1e-4, still far below what any change to the penalty's formula moves it
+    assert close(gp, gradient_penalty.detach(), rtol=1e-4), (float(gp), float(gradient_penalty.detach()))
     assert float(acc) == pytest.approx(accuracy)
     assert float(gp) > 0  # a real penalty was computed, not a zero
     for (name, p_ours), p_ref in zip(t.D.named_parameters(), D.parameters()):
