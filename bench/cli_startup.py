@@ -1,4 +1,4 @@
-"""`python -m bench.cli_startup [--runs N] [--reps R] [--base REV]`: the CPU a `ganmgr ls` / `ganmgr show ID` costs.
+"""`python -m bench.cli_startup [--runs N] [--reps R] [--base REV]`: the CPU `ganmgr ls` / `show ID` cost.
 
 Issue 16 measured ≈1 s of CPU per command whatever the store size (importing SQLAlchemy/SQLModel was 0.8 s
 of it); the target is ≤ 0.35 s for `ls` and `show` on a 1,000-run store. This builds such a store in a
@@ -6,11 +6,11 @@ temp HOME through the store API (finished runs with real resolved configs, tags,
 their history, one run folder with a best checkpoint record), then takes turns, R times: `python -c pass`,
 today's `ganmgr ls` and `ganmgr show ID`, and the same two commands of a base commit's code (`--base`,
 default the commit before issue 16: a `git archive` copy in a temp folder, run by the same interpreter
-against the same store). CPU time is user + system of
-the child process (os.wait4), so a loaded machine stretches the wall time, not the figure.
+against the same store). CPU time is user + system of the child process (os.wait4), so a loaded machine
+stretches the wall time, not the figure.
 
-Prints per command the median and min CPU seconds, the ratio to `python -c pass` and the ratio of the base's
-code to today's. Numbers on whatever machine runs this: not a test.
+Prints per command the median and min CPU seconds, the ratio to `python -c pass` and the ratio of the
+base's code to today's. Numbers on whatever machine runs this: not a test.
 """
 
 from __future__ import annotations

@@ -31,6 +31,8 @@ import termios
 import time
 from pathlib import Path
 
+from bench.code_copy import BEFORE_ISSUE_16
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -255,7 +257,7 @@ def main() -> None:
     p.add_argument("what", choices=("startup", "refresh", "idle", "charts", "all"), nargs="?", default="all")
     p.add_argument("--lines", type=int, default=1_000_000, help="metrics.jsonl lines for `charts`")
     p.add_argument("--reps", type=int, default=2, help="interleaved rounds for `charts`")
-    p.add_argument("--base", default=None, help="the commit `charts` compares with (default: before issue 16)")
+    p.add_argument("--base", default=BEFORE_ISSUE_16, help="the commit `charts` compares with (default: before issue 16)")
     p.add_argument("--runs", type=int, default=2000, help="runs in the store for `refresh`")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seconds", type=float, default=20.0, help="measuring window for `idle`")
@@ -269,9 +271,9 @@ def main() -> None:
     if args.what in ("idle", "all"):
         bench_idle(args.seconds)
     if args.what == "charts":
-        from bench.tui_charts import BASE, bench_charts
+        from bench.tui_charts import bench_charts
 
-        bench_charts(args.lines, args.reps, base=args.base or BASE)
+        bench_charts(args.lines, args.reps, base=args.base)
 
 
 if __name__ == "__main__":

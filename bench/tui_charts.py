@@ -244,11 +244,8 @@ def tensorboard_cpu(logdir: Path) -> tuple[float, int]:
 # ----------------------------------------------------------------------------------------------- main
 
 
-BASE = BEFORE_ISSUE_16  # what "today" is measured against
-
-
 def bench_charts(lines: int, reps: int, tb_lines: int = 200_000, old_compare_keys: int = 3,
-                 base: str = BASE) -> None:
+                 base: str = BEFORE_ISSUE_16) -> None:
     from tests.tui_helpers import make_run
 
     tmp = Path(tempfile.mkdtemp(prefix="ganmgr-charts-"))

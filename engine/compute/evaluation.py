@@ -97,7 +97,8 @@ class Evaluation:
             inc = Inception.load(weights, bool(cfg.get("inception_uncalibrated")), self.t.rt.device)
             data = self.t.data
             # the test split, as the `quality` job scores against: one cache entry, comparable numbers
-            fingerprint = real_test_fingerprint(cfg, data.num_test, [data.channels, data.image_size, data.image_size])
+            fingerprint = real_test_fingerprint(cfg, data.num_test,
+                                                [data.channels, data.image_size, data.image_size])
             self.real_stats = real_stats(inc, fingerprint, lambda: to_unit_range(data.x_test),
                                          inception_cache_dir(self.t.run_dir.parent))
             self.inception = inc
